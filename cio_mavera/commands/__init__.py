@@ -1,0 +1,1 @@
+"""Sub-commands of `cio-mavera`: each module exposes `register(subparsers)`."""

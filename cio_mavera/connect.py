@@ -1,0 +1,68 @@
+"""Resolve live vs sandbox once, and hand every client the same URLs, keys and cache namespace.
+
+In sandbox mode an in-process sandbox server is started on loopback (one per seed and size) and the
+settings are pointed at it, so the clients run exactly the same code path as against the real
+services. Sandbox and live data never share a cache directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .settings import Secret, Settings, load_settings
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a job's requests go: resolved settings, mode, and the cache namespace."""
+
+    settings: Settings
+    mode: Literal["live", "sandbox"]
+    workspace: str
+    sandbox_url: str | None = None
+
+    @property
+    def cache_dir(self) -> Path:
+        """`data/cache/<mode>/<workspace>`: the parquet cache root for this connection."""
+        return self.settings.data_dir / "cache" / self.mode / self.workspace
+
+    def describe(self) -> str:
+        """One line for reports and CLI output (never a key)."""
+        where = self.sandbox_url if self.mode == "sandbox" else self.settings.app_url
+        return f"{self.mode} workspace {self.workspace} ({where})"
+
+
+def _live_workspace(settings: Settings) -> str:
+    if settings.site_id:
+        return f"site-{settings.site_id}"
+    if settings.app_key:
+        # A short one-way digest names the workspace without storing the key.
+        return "app-" + hashlib.sha256(settings.app_key.reveal().encode()).hexdigest()[:12]
+    return "mavera-only"
+
+
+def connect(*needs: str, settings: Settings | None = None) -> Connection:
+    """A `Connection` for work that needs `needs` ("customerio", "track", "mavera", "webhooks")."""
+    settings = settings or load_settings()
+    mode = settings.resolve_mode(*(needs or ("customerio", "mavera")))
+    if mode == "live":
+        return Connection(settings, "live", _live_workspace(settings))
+
+    from .sandbox.server import shared_sandbox
+
+    server = shared_sandbox(settings.sandbox_seed, settings.sandbox_customers)
+    env = server.env()
+    sandboxed = settings.with_overrides(
+        site_id=env["CIO_SITE_ID"],
+        api_key=Secret(env["CIO_API_KEY"]),
+        app_key=Secret(env["CIO_APP_KEY"]),
+        mavera_key=Secret(env["MAVERA_API_KEY"]),
+        app_url_override=env["CIO_APP_URL"],
+        track_url_override=env["CIO_TRACK_URL"],
+        mavera_url_override=env["MAVERA_BASE_URL"],
+    )
+    workspace = f"seed{settings.sandbox_seed}-n{settings.sandbox_customers}"
+    return Connection(sandboxed, "sandbox", workspace, sandbox_url=server.url)

@@ -1,0 +1,72 @@
+"""Shared fixtures: a real sandbox server on loopback and settings pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cio_mavera.connect import Connection
+from cio_mavera.sandbox.server import SandboxServer, start_sandbox
+from cio_mavera.settings import Secret, Settings
+
+
+def settings_for(server: SandboxServer, data_dir: Path, **overrides: object) -> Settings:
+    """Settings that talk to `server` in live mode (the same code path as real services)."""
+    env = server.env()
+    fields: dict[str, object] = dict(
+        site_id=env["CIO_SITE_ID"],
+        api_key=Secret(env["CIO_API_KEY"]),
+        app_key=Secret(env["CIO_APP_KEY"]),
+        mavera_key=Secret(env["MAVERA_API_KEY"]),
+        app_url_override=env["CIO_APP_URL"],
+        track_url_override=env["CIO_TRACK_URL"],
+        mavera_url_override=env["MAVERA_BASE_URL"],
+        data_dir=data_dir,
+        mode="live",
+    )
+    fields.update(overrides)
+    return Settings(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def shared_server() -> Iterator[SandboxServer]:
+    """One default sandbox (seed 7, 2,000 customers) for tests that only read."""
+    server = start_sandbox(seed=7, customers=2000)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(shared_server: SandboxServer) -> SandboxServer:
+    """The shared sandbox with its stats, request log, faults and API state reset."""
+    shared_server.state.reset()
+    return shared_server
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., SandboxServer]]:
+    """Start a dedicated sandbox with custom knobs (latency_ms, fault_rate, seed, ...)."""
+    started: list[SandboxServer] = []
+
+    def make(**knobs: object) -> SandboxServer:
+        server = start_sandbox(**knobs)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox_settings(sandbox: SandboxServer, tmp_path: Path) -> Settings:
+    """Settings pointed at the shared sandbox, with a private data dir."""
+    return settings_for(sandbox, tmp_path / "data")
+
+
+@pytest.fixture
+def connection(sandbox: SandboxServer, sandbox_settings: Settings) -> Connection:
+    """A live-mode connection to the shared sandbox (cache under the test's data dir)."""
+    return Connection(sandbox_settings, "live", "sandbox-test", sandbox_url=sandbox.url)

@@ -1,0 +1,50 @@
+# cio-mavera: `make demo` and `make test` are all a new user needs (`make help` lists the rest).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test test-fast bench lab lint services clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cio-mavera needs Python 3.11+; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cio-mavera)" >/dev/null
+	@touch $@
+
+setup: $(STAMP) ## Create .venv and install the kit with its dev extras
+
+services: ## Install redis-server if missing (Debian, as root); tests start it on loopback themselves
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server (Debian package) for the Redis queue tests"; \
+	    (apt-get install -y -qq redis-server >/dev/null 2>&1 || \
+	     (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)); \
+	  else echo "redis-server not found: Redis tests will be skipped (apt-get install redis-server)"; fi; }
+
+demo: setup ## Run every job against the local sandbox and print where the reports are
+	$(BIN)/cio-mavera demo
+
+test: setup services ## Run the whole test suite (unit, sandbox integration, notebooks)
+	$(BIN)/ruff check cio_mavera tests bench
+	$(BIN)/python -m pytest -q
+
+bench: setup services ## Run the benchmarks in bench/ and print their figures
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+lab: setup ## Open JupyterLab on the notebooks in the project's venv
+	$(BIN)/jupyter lab notebooks/
+
+lint: setup ## ruff over the package, tests and benchmarks
+	$(BIN)/ruff check cio_mavera tests bench
+
+clean: ## Remove the venv, caches and rendered reports (keeps .gitkeep)
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+	find data reports -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

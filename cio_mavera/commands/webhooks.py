@@ -1,0 +1,99 @@
+"""`cio-mavera webhooks serve|work`: the reporting-webhook receiver and the queue worker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..customerio.webhooks import SANDBOX_WEBHOOK_SECRET
+from ..errors import ConfigError
+from ..settings import Secret, Settings, load_settings
+
+log = logging.getLogger("cio_mavera.receiver")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `webhooks serve` and `webhooks work` to the CLI."""
+    from ..receiver.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE_S
+
+    parser = subparsers.add_parser("webhooks", help="receive Customer.io reporting webhooks and process them")
+    sub = parser.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the signed-webhook receiver (verifies, dedups, enqueues)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8787, help="port (default 8787)")
+    serve.add_argument("--queue", metavar="URL", default=None,
+                       help="sqlite:///path or redis://host:port/db (default: CIO_MAVERA_REDIS_URL if set, "
+                            "else sqlite under <data dir>/queue/webhooks.sqlite3)")
+    serve.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_S, metavar="S",
+                       help=f"accepted clock skew of X-CIO-Timestamp in seconds (default {DEFAULT_TOLERANCE_S})")
+    serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, metavar="N",
+                       help=f"reject larger bodies with 413 (default {DEFAULT_MAX_BODY_BYTES})")
+    serve.add_argument("--insecure-skip-verify", action="store_true",
+                       help="accept unsigned requests (DANGEROUS: anyone reaching the port can inject events)")
+    serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    serve.set_defaults(handler=serve_command)
+
+    work = sub.add_parser("work", help="drain the queue into the parquet event log under <data dir>/events/")
+    work.add_argument("--queue", metavar="URL", default=None, help="same as for `serve`")
+    work.add_argument("--consumer", default=None, help="consumer name (default: hostname-pid)")
+    work.add_argument("--batch", type=int, default=500, help="events per claim (default 500)")
+    work.add_argument("--once", action="store_true", help="drain what is queued now, then exit")
+    work.set_defaults(handler=work_command)
+
+
+def receiver_secret(settings: Settings, insecure_skip_verify: bool) -> Secret | None:
+    """The key to verify with: required in live mode, the public sandbox key in sandbox mode."""
+    if insecure_skip_verify:
+        return None
+    mode = settings.resolve_mode("webhooks")  # raises ConfigError for CIO_MAVERA_MODE=live without a key
+    if mode == "live":
+        return settings.webhook_secret
+    return settings.webhook_secret or Secret(SANDBOX_WEBHOOK_SECRET)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Run the receiver under uvicorn until interrupted."""
+    import uvicorn
+
+    from ..receiver.app import WEBHOOK_PATH, create_app
+    from ..receiver.queue import open_queue
+
+    settings = load_settings()
+    secret = receiver_secret(settings, args.insecure_skip_verify)
+    if args.insecure_skip_verify:
+        print("WARNING: --insecure-skip-verify: webhook signatures are NOT checked; anyone who can reach "
+              f"{args.host}:{args.port} can inject events. Never use this in production.", file=sys.stderr)
+    elif settings.webhook_secret is None:
+        print("sandbox mode: CIO_WEBHOOK_SECRET is not set, verifying with the public sandbox key "
+              f"{SANDBOX_WEBHOOK_SECRET!r}", file=sys.stderr)
+    queue = open_queue(args.queue, data_dir=settings.data_dir, redis_url=settings.redis_url)
+    try:
+        app = create_app(queue, secret, tolerance_s=args.tolerance, max_body_bytes=args.max_body_bytes,
+                         verify=not args.insecure_skip_verify)
+        print(f"receiving on http://{args.host}:{args.port}{WEBHOOK_PATH} -> {queue.describe()}",
+              file=sys.stderr, flush=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                    access_log=args.access_log, lifespan="on", timeout_graceful_shutdown=10)
+    finally:
+        queue.close()
+    return 0
+
+
+def work_command(args: argparse.Namespace) -> int:
+    """Drain the queue into the event log (forever, or once with --once)."""
+    from ..receiver.queue import open_queue
+    from ..receiver.worker import default_consumer, run_worker
+
+    settings = load_settings()
+    if args.batch < 1:
+        raise ConfigError("--batch must be at least 1")
+    queue = open_queue(args.queue, data_dir=settings.data_dir, redis_url=settings.redis_url)
+    try:
+        total = run_worker(queue, settings.data_dir / "events", consumer=args.consumer or default_consumer(),
+                           batch=args.batch, once=args.once)
+    finally:
+        queue.close()
+    print(f"wrote {total} new events to {settings.data_dir / 'events'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,181 @@
+"""The queue worker's first stage: drain the queue into the parquet event log, exactly once per event_id.
+
+Delivery from the queue is at-least-once, so the log is made idempotent here: a batch is written
+(temporary file, fsync, atomic rename) before it is acked, and ids already in the log are skipped.
+A worker killed anywhere in between leaves either no file (the batch is redelivered and written) or
+a complete file (the batch is redelivered and skipped). Layout: `<events>/day=YYYY-MM-DD/part-*.parquet`
+(hive-style, by the event's own timestamp in UTC), one row per unique `event_id`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from ..customerio.webhooks import MalformedWebhook, parse_event
+from .queue import QueuedEvent, WebhookQueue
+
+log = logging.getLogger("cio_mavera.worker")
+
+SCHEMA = pa.schema([
+    ("event_id", pa.string()),
+    ("object_type", pa.string()),
+    ("metric", pa.string()),
+    ("timestamp", pa.int64()),
+    ("received_at", pa.float64()),
+    ("campaign_id", pa.int64()),
+    ("action_id", pa.int64()),
+    ("broadcast_id", pa.int64()),
+    ("newsletter_id", pa.int64()),
+    ("delivery_id", pa.string()),
+    ("cio_id", pa.string()),
+    ("customer_id", pa.string()),
+    ("known", pa.bool_()),
+    ("payload", pa.string()),  # the raw envelope, unknown fields included
+])
+
+
+def default_consumer() -> str:
+    """A consumer name unique to this process."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class EventLog:
+    """The parquet event log under one directory; remembers which event_ids it holds."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._seen: set[str] | None = None
+
+    def seen(self) -> set[str]:
+        """Every event_id already in the log (read once, then kept up to date)."""
+        if self._seen is None:
+            files = sorted(str(p) for p in self.root.glob("day=*/part-*.parquet"))
+            if files:
+                table = ds.dataset(files, format="parquet").to_table(columns=["event_id"])
+                self._seen = set(table.column("event_id").to_pylist())
+            else:
+                self._seen = set()
+        return self._seen
+
+    def append(self, items: Iterable[QueuedEvent]) -> int:
+        """Write the events not yet in the log; returns how many rows were added."""
+        seen = self.seen()
+        by_day: dict[str, dict[str, dict]] = {}
+        for item in items:
+            if item.event_id in seen:
+                continue
+            row = _row(item)
+            if row is None:
+                continue
+            stamp = row["timestamp"] if row["timestamp"] is not None else int(item.received_at)
+            day = datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d")
+            by_day.setdefault(day, {})[item.event_id] = row
+        written = 0
+        for day, rows in sorted(by_day.items()):
+            self._write(day, list(rows.values()))
+            seen.update(rows)
+            written += len(rows)
+        return written
+
+    def _write(self, day: str, rows: list[dict]) -> None:
+        folder = self.root / f"day={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = folder / f".{name}.tmp"  # dot-prefixed: parquet readers skip it if a crash leaves it
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, folder / name)
+        _fsync_dir(folder)
+
+
+def _row(item: QueuedEvent) -> dict | None:
+    try:
+        event = parse_event(item.payload)
+    except MalformedWebhook as exc:  # the receiver validated it, so only a foreign writer gets here
+        log.warning("dropping queued event %s: %s", item.event_id, exc)
+        return None
+    return {
+        "event_id": event.event_id,
+        "object_type": event.object_type,
+        "metric": event.metric,
+        "timestamp": event.timestamp,
+        "received_at": item.received_at,
+        "campaign_id": event.campaign_id,
+        "action_id": event.action_id,
+        "broadcast_id": event.broadcast_id,
+        "newsletter_id": event.newsletter_id,
+        "delivery_id": event.delivery_id,
+        "cio_id": event.cio_id,
+        "customer_id": event.customer_id,
+        "known": event.is_known,
+        "payload": item.payload.decode("utf-8", "replace"),
+    }
+
+
+def process_batch(queue: WebhookQueue, log_: EventLog, items: list[QueuedEvent]) -> int:
+    """Append a claimed batch to the log, then ack it; returns rows added."""
+    written = log_.append(items)
+    queue.ack([item.id for item in items])
+    return written
+
+
+def drain_once(queue: WebhookQueue, event_log_dir: str | Path | EventLog, *, consumer: str = "worker",
+               batch: int = 500) -> int:
+    """Move everything claimable now into the event log; returns how many new rows were written."""
+    log_ = event_log_dir if isinstance(event_log_dir, EventLog) else EventLog(event_log_dir)
+    total = 0
+    while True:
+        items = queue.claim(consumer, max_items=batch, block_ms=0)
+        if not items:
+            return total
+        total += process_batch(queue, log_, items)
+
+
+def run_worker(queue: WebhookQueue, event_log_dir: str | Path, *, consumer: str, batch: int = 500,
+               once: bool = False, block_ms: int = 1000) -> int:
+    """Drain forever (or once); returns rows written. Stop it with Ctrl-C or SIGTERM."""
+    log_ = EventLog(event_log_dir)
+    if once:
+        return drain_once(queue, log_, consumer=consumer, batch=batch)
+    total = 0
+    try:
+        while True:
+            items = queue.claim(consumer, max_items=batch, block_ms=block_ms)
+            if items:
+                total += process_batch(queue, log_, items)
+    except KeyboardInterrupt:
+        return total
+
+
+def read_event_log(event_log_dir: str | Path):  # -> pandas.DataFrame
+    """The whole event log as a DataFrame (with a `day` column from the partition)."""
+    import pandas as pd
+
+    root = Path(event_log_dir)
+    files = sorted(str(p) for p in root.glob("day=*/part-*.parquet"))
+    if not files:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in [*SCHEMA.names, "day"]})
+    table = ds.dataset(files, format="parquet", partitioning="hive",
+                       partition_base_dir=str(root)).to_table()
+    return table.to_pandas()

@@ -1,0 +1,147 @@
+"""HTTP layer: retries, Retry-After, idempotency, accounting and redaction.
+
+These use httpx.MockTransport because they script exact sequences (an HTTP-date Retry-After, a
+refused connection) that the sandbox cannot produce on demand; the sandbox integration tests cover
+the same layer over real loopback.
+"""
+
+import email.utils
+import logging
+import time
+
+import httpx
+import pytest
+
+from cio_mavera.errors import ApiError, AuthError, RateLimited, ServerError
+from cio_mavera.http import HttpClient, RetryPolicy, redact, retry_after_seconds
+
+FAST = RetryPolicy(max_retries=3, backoff_base_s=0.001, backoff_cap_s=0.002)
+SECRET = "sk_live_0123456789abcdef"
+
+
+def scripted(*responses):
+    """A transport that answers with `responses` in order and records the requests it saw."""
+    seen: list[httpx.Request] = []
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        item = queue.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return httpx.MockTransport(handler), seen
+
+
+def client(transport, **kw):
+    return HttpClient(service="test", base_url="http://api.test", transport=transport,
+                      retry=FAST, secrets=[SECRET], **kw)
+
+
+def test_get_retries_on_503_then_succeeds():
+    transport, seen = scripted(httpx.Response(503), httpx.Response(503), httpx.Response(200, json={"ok": 1}))
+    with client(transport) as http:
+        assert http.get_json("/x") == {"ok": 1}
+        assert len(seen) == 3
+        assert http.stats.snapshot()["retries"] == 2
+
+
+def test_gives_up_after_max_retries_with_a_server_error():
+    transport, seen = scripted(*[httpx.Response(500)] * 4)
+    with client(transport) as http, pytest.raises(ServerError, match=r"after 4 attempts"):
+        http.get_json("/x")
+    assert len(seen) == 4
+
+
+def test_other_4xx_is_never_retried():
+    transport, seen = scripted(httpx.Response(400, text="bad filter"))
+    with client(transport) as http, pytest.raises(ApiError, match="bad filter"):
+        http.get_json("/x")
+    assert len(seen) == 1
+
+
+def test_401_maps_to_auth_error():
+    transport, _ = scripted(httpx.Response(401, json={"errors": [{"detail": "unauthorized"}]}))
+    with client(transport) as http, pytest.raises(AuthError):
+        http.get_json("/x")
+
+
+def test_post_is_not_retried_after_a_5xx_that_may_have_created_something():
+    transport, seen = scripted(httpx.Response(503), httpx.Response(200, json={}))
+    with client(transport) as http, pytest.raises(ServerError):
+        http.post_json("/create", {"name": "x"})
+    assert len(seen) == 1
+
+
+def test_post_is_retried_after_429_because_the_server_refused_it():
+    transport, seen = scripted(httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(200, json={"id": 1}))
+    with client(transport) as http:
+        assert http.post_json("/create", {"name": "x"}) == {"id": 1}
+    assert len(seen) == 2
+
+
+def test_post_marked_idempotent_is_retried_on_5xx():
+    transport, seen = scripted(httpx.Response(502), httpx.Response(200, json={"customers": []}))
+    with client(transport) as http:
+        assert http.post_json("/search", {"filter": {}}, idempotent=True) == {"customers": []}
+    assert len(seen) == 2
+
+
+def test_refused_connection_is_retried_even_for_post():
+    refused = httpx.ConnectError("connection refused")
+    transport, seen = scripted(refused, httpx.Response(200, json={"id": 2}))
+    with client(transport) as http:
+        assert http.post_json("/create", {})["id"] == 2
+    assert len(seen) == 2
+
+
+def test_read_timeout_on_post_is_not_retried_and_says_why():
+    transport, seen = scripted(httpx.ReadTimeout("slow"), httpx.Response(200, json={}))
+    with client(transport) as http, pytest.raises(ServerError, match="may have reached the server"):
+        http.post_json("/create", {})
+    assert len(seen) == 1
+
+
+def test_retry_after_is_honoured(monkeypatch):
+    pauses: list[float] = []
+    monkeypatch.setattr("cio_mavera.http.time.sleep", pauses.append)
+    transport, _ = scripted(httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(200, json={}))
+    with client(transport) as http:
+        http.get_json("/x")
+    assert pauses == [2.0]
+
+
+def test_retry_after_accepts_an_http_date():
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    seconds = retry_after_seconds(httpx.Response(429, headers={"Retry-After": when}))
+    assert 25 <= seconds <= 31
+
+
+def test_retry_after_longer_than_the_cap_raises_instead_of_sleeping():
+    transport, seen = scripted(httpx.Response(429, headers={"Retry-After": "86400"}))
+    with client(transport) as http, pytest.raises(RateLimited):
+        http.get_json("/x")
+    assert len(seen) == 1
+
+
+def test_secrets_are_redacted_from_errors_and_logs(caplog):
+    caplog.set_level(logging.DEBUG)
+    transport, _ = scripted(httpx.Response(400, text=f"bad key {SECRET} given"))
+    with client(transport, headers={"Authorization": f"Bearer {SECRET}"}) as http:
+        with pytest.raises(ApiError) as info:
+            http.get_json("/x")
+    assert SECRET not in str(info.value)
+    assert SECRET not in caplog.text
+
+
+def test_redact_replaces_every_occurrence():
+    assert redact("a SECRETKEY b SECRETKEY", ["SECRETKEY"]) == "a **** b ****"
+
+
+def test_stats_count_requests_and_429s():
+    transport, _ = scripted(httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(200, json={}))
+    with client(transport) as http:
+        http.get_json("/x")
+        snap = http.stats.snapshot()
+    assert snap["requests"] == 2 and snap["rate_limited"] == 1

@@ -1,0 +1,72 @@
+"""Rate limiters: no window ever holds more than the limit, across threads and processes."""
+
+import multiprocessing
+import threading
+import time
+from pathlib import Path
+
+from cio_mavera.ratelimit import FileRateLimiter, SlidingWindowLimiter, shared_limiter
+
+
+def _busiest_window(stamps: list[float], window_s: float) -> int:
+    stamps = sorted(stamps)
+    best, start = 0, 0
+    for end, t in enumerate(stamps):
+        while stamps[start] <= t - window_s:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def _take_many(path: str, n: int, out) -> None:
+    limiter = FileRateLimiter(Path(path), limit=5, window_s=0.2, margin_s=0.0)
+    for _ in range(n):
+        limiter.acquire()
+        out.put(time.time())
+
+
+def test_sliding_window_limiter_never_exceeds_the_limit_across_threads():
+    limiter = SlidingWindowLimiter(limit=5, window_s=0.2, margin_s=0.0)
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def worker():
+        for _ in range(6):
+            limiter.acquire()
+            with lock:
+                stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(stamps) == 24
+    assert _busiest_window(stamps, 0.2) <= 5
+
+
+def test_file_limiter_is_shared_by_two_processes(tmp_path):
+    path = tmp_path / "bucket.bin"
+    queue = multiprocessing.get_context("fork").Queue()
+    procs = [multiprocessing.get_context("fork").Process(target=_take_many, args=(str(path), 8, queue))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    stamps = [queue.get(timeout=30) for _ in range(16)]
+    for p in procs:
+        p.join()
+    # Both processes together respect one budget of 5 per 0.2 s (a small slack for clock reads).
+    assert _busiest_window(stamps, 0.19) <= 5
+
+
+def test_file_limiter_survives_a_garbage_state_file(tmp_path):
+    path = tmp_path / "bucket.bin"
+    path.write_bytes(b"\x00garbage")
+    limiter = FileRateLimiter(path, limit=2, window_s=0.1)
+    assert limiter.acquire() == 0.0
+
+
+def test_shared_limiter_uses_a_file_under_the_data_dir(tmp_path):
+    limiter = shared_limiter("cio-app/ws 1", 10, 1.0, data_dir=tmp_path)
+    limiter.acquire()
+    assert (tmp_path / "ratelimit" / "cio-app_ws_1.bin").exists()

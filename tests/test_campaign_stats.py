@@ -362,3 +362,28 @@ def test_trend_chart_has_title_and_labelled_axes():
     assert "click rate" in ax.get_title().lower()
     assert ax.get_ylabel().endswith("(%)") and ax.get_xlabel()
     assert len(ax.get_lines()) == 1
+
+
+# --- integration with the sandbox workspace generator ------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [7, 11, 23])
+def test_flags_exactly_the_planted_underperformers_in_the_sandbox_workspace(seed):
+    """Last 30 days of the generated metrics: flagged pairs == planted underperformers + declared co-findings."""
+    import datetime as dt
+
+    from cio_mavera.sandbox.workspace import generate_workspace
+
+    # A fixed end date keeps the drawn counts (which depend on weekdays) identical on every run.
+    workspace = generate_workspace(seed=seed, customers=500, end_date=dt.date(2026, 3, 31))
+    metrics = workspace.metrics.assign(
+        bucket_start=pd.to_datetime(workspace.metrics["day"]).dt.tz_localize("UTC")).drop(columns="day")
+    start = pd.Timestamp(workspace.end_date - dt.timedelta(days=29), tz="UTC")
+    result = find_underperformers(action_rates(metrics, workspace.actions, start=start))
+    flagged = set(zip(result.loc[result["flagged"], "action_id"], result.loc[result["flagged"], "metric"],
+                      strict=True))
+    planted = {(p["action_id"], p["metric"])
+               for p in workspace.truth["underperformers"] + workspace.truth["also_low"]}
+    assert len(workspace.truth["underperformers"]) == 3
+    assert flagged == planted
+    assert result["reason"].isna().all()

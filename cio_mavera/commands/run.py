@@ -1,0 +1,36 @@
+"""`cio-mavera run JOB [-p NAME VALUE]... [--out DIR]`: one job through papermill, then HTML."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..reports import JOBS, RunFailed, parse_parameter, run_job
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run", help="run one job's notebook and render its report",
+        description="Execute a job's notebook with papermill into reports/<job>/<run-id>/ and "
+                    "render report.html and results.json.")
+    parser.add_argument("job", choices=sorted(JOBS), help="which job to run")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="set a notebook parameter (repeatable)")
+    parser.add_argument("--out", type=Path, default=None, help="reports directory (default ./reports)")
+    parser.add_argument("--cell-timeout", type=int, default=900, help="seconds allowed per cell")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    parameters = {name: parse_parameter(value) for name, value in args.parameter}
+    print(f"running {args.job} ...", flush=True)
+    try:
+        run = run_job(args.job, parameters, out_dir=args.out, cell_timeout_s=args.cell_timeout)
+    except RunFailed as exc:
+        print(f"FAILED: {exc}")
+        print(f"  report of the partial run: {exc.run_dir / 'report.html'}")
+        return 1
+    print(f"report:  {run.report}")
+    print(f"results: {run.results}")
+    print(f"notebook: {run.notebook}")
+    return 0

@@ -1,0 +1,338 @@
+"""Run a job's notebook with papermill and publish it: executed notebook, report.html, results.json.
+
+Layout of one run: `reports/<job>/<run-id>/{notebook.ipynb, report.html, results.json, run.json}`,
+and `reports/index.html` lists every run. The HTML has no code, no injected-parameters cell and
+nothing fetched from the network. Secrets never become papermill parameters: the kernel reads
+keys from the environment itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import datetime as dt
+import html
+import json
+import math
+import os
+import secrets as _random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .errors import CioMaveraError, InvalidParameter
+from .settings import PROJECT_ROOT, load_settings
+
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+REPORTS_DIR = PROJECT_ROOT / "reports"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+# Environment the runner gives the kernel; notebooks read these through `current_run()`.
+RUN_DIR_ENV = "CIO_MAVERA_RUN_DIR"
+RUN_ID_ENV = "CIO_MAVERA_RUN_ID"
+JOB_ENV = "CIO_MAVERA_JOB"
+
+_SECRETISH = ("key", "secret", "token", "password", "credential", "auth")
+_HIDDEN_TAGS = {"injected-parameters", "parameters", "remove_cell", "remove-cell"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job the kit can run: its CLI name, notebook and what it needs to run live."""
+
+    name: str
+    notebook: str
+    needs: tuple[str, ...]
+    summary: str
+
+
+JOBS: dict[str, Job] = {
+    job.name: job for job in (
+        Job("campaign-messaging", "01_campaign_messaging.ipynb", ("customerio", "mavera"),
+            "campaign metrics -> underperformers -> strategy -> persona-validated variations"),
+        Job("attribute-personas", "02_attribute_personas.ipynb", ("customerio", "mavera"),
+            "customer attributes -> audience clusters -> Mavera custom personas"),
+        Job("retention-research", "03_retention_research.ipynb", ("customerio", "mavera"),
+            "signed reporting webhooks -> event log -> Mave retention research"),
+    )
+}
+
+
+class RunFailed(CioMaveraError):
+    """A notebook run failed; its executed notebook is kept in `run_dir` for debugging."""
+
+    def __init__(self, message: str, run_dir: Path) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+@dataclass
+class RunResult:
+    """Where a run's outputs are and how it ended."""
+
+    job: str
+    run_id: str
+    run_dir: Path
+    status: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def report(self) -> Path:
+        return self.run_dir / "report.html"
+
+    @property
+    def notebook(self) -> Path:
+        return self.run_dir / "notebook.ipynb"
+
+    @property
+    def results(self) -> Path:
+        return self.run_dir / "results.json"
+
+
+def get_job(name: str) -> Job:
+    """The job called `name`, or an error listing the jobs that exist."""
+    if name not in JOBS:
+        raise InvalidParameter(f"unknown job {name!r}; choose one of {', '.join(JOBS)}")
+    return JOBS[name]
+
+
+def available_jobs() -> list[Job]:
+    """Jobs whose notebook is present in notebooks/."""
+    return [job for job in JOBS.values() if (NOTEBOOKS_DIR / job.notebook).is_file()]
+
+
+def parse_parameter(value: str) -> Any:
+    """A `-p NAME VALUE` value as a Python literal when it is one (30, 0.5, true, [1, 2]), else text."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """The names and default values in a notebook's `parameters` cell."""
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise CioMaveraError(f"{notebook.name} must have exactly one cell tagged 'parameters'")
+    found: dict[str, Any] = {}
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and node.value is not None:
+                    found[target.id] = ast.literal_eval(node.value)
+    return found
+
+
+def check_parameters(job: Job, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate parameters before anything runs: known names, plain values, never a secret."""
+    for name in parameters:
+        if any(word in name.lower() for word in _SECRETISH):
+            raise InvalidParameter(f"parameter {name!r} looks like a secret; keys come from the "
+                                   "environment or .env, never from parameters")
+    defaults = notebook_parameters(NOTEBOOKS_DIR / job.notebook)
+    unknown = sorted(set(parameters) - set(defaults))
+    if unknown:
+        raise InvalidParameter(
+            f"{job.name} has no parameter(s) {', '.join(unknown)}; it takes: {', '.join(defaults)}")
+    known_secrets = load_settings().secrets()
+    for name, value in parameters.items():
+        if isinstance(value, str) and any(s and s in value for s in known_secrets):
+            raise InvalidParameter(f"parameter {name!r} contains a configured key; keys come from "
+                                   "the environment, never from parameters")
+        if not isinstance(value, str | int | float | bool | list | dict | type(None)):
+            raise InvalidParameter(f"parameter {name!r} must be a plain literal, got {type(value).__name__}")
+    return dict(parameters)
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus a short random suffix."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(2)
+
+
+@contextlib.contextmanager
+def _kernel_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables the kernel inherits, restoring the previous values after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: Path | None = None,
+            cell_timeout_s: int = 900, environment: Mapping[str, str] | None = None) -> RunResult:
+    """Execute job `name` into a new run directory and render it; raise RunFailed on failure."""
+    import papermill
+
+    job = get_job(name)
+    params = check_parameters(job, parameters or {})
+    reports_dir = Path(out_dir) if out_dir else REPORTS_DIR
+    run = RunResult(job.name, new_run_id(), Path(), "running", params)
+    run.run_dir = reports_dir / job.name / run.run_id
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.UTC)
+    _write_run_record(run, started)
+
+    kernel_env = {RUN_DIR_ENV: str(run.run_dir), RUN_ID_ENV: run.run_id, JOB_ENV: job.name,
+                  "TQDM_DISABLE": "1", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore",
+                  **(environment or {})}
+    error: str | None = None
+    try:
+        with _kernel_environment(kernel_env):
+            papermill.execute_notebook(
+                str(NOTEBOOKS_DIR / job.notebook), str(run.notebook), parameters=params,
+                kernel_name="python3", cwd=str(PROJECT_ROOT), execution_timeout=cell_timeout_s,
+                progress_bar=False, log_output=False, report_mode=False)
+    except papermill.PapermillExecutionError as exc:
+        error = f"cell {exc.exec_count or exc.cell_index} raised {exc.ename}: {exc.evalue}"
+    except Exception as exc:  # kernel died, timeout: the notebook on disk still shows how far it got
+        error = f"{type(exc).__name__}: {exc}"
+    if error is None and not run.results.is_file():
+        error = "the notebook finished without writing results.json"
+    if run.notebook.is_file():
+        render_html(run.notebook, run.report)
+    run.status = "failed" if error else "succeeded"
+    _write_run_record(run, started, error)
+    build_index(reports_dir)
+    if error:
+        raise RunFailed(f"{job.name} run {run.run_id} failed: {error}; executed notebook kept at "
+                        f"{run.notebook}", run.run_dir)
+    _stamp_results(run)
+    return run
+
+
+def _write_run_record(run: RunResult, started: dt.datetime, error: str | None = None) -> None:
+    record = {"job": run.job, "run_id": run.run_id, "status": run.status,
+              "parameters": run.parameters, "started_at": started.isoformat(timespec="seconds"),
+              "finished_at": None if run.status == "running"
+              else dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+              "error": error}
+    (run.run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str))
+
+
+def _stamp_results(run: RunResult) -> None:
+    """Make sure results.json names its job, run and parameters."""
+    results = json.loads(run.results.read_text())
+    results.setdefault("job", run.job)
+    results.setdefault("run_id", run.run_id)
+    results.setdefault("parameters", run.parameters)
+    run.results.write_text(json.dumps(results, indent=2, default=_json_default))
+
+
+# ---- called from inside notebooks -------------------------------------------------------------
+
+def current_run() -> dict[str, str | None]:
+    """The run this kernel belongs to (None values when the notebook runs outside the runner)."""
+    return {"run_dir": os.environ.get(RUN_DIR_ENV), "run_id": os.environ.get(RUN_ID_ENV),
+            "job": os.environ.get(JOB_ENV)}
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, pd.DataFrame):
+        return json.loads(value.to_json(orient="records", date_format="iso"))
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise TypeError(f"cannot put {type(value).__name__} in results.json")
+
+
+def write_results(results: Mapping[str, Any], parameters: Mapping[str, Any] | None = None) -> Path | None:
+    """Write the run's machine-readable findings to results.json (inside a runner run only).
+
+    Returns the path written, or None when the notebook runs interactively or under plain
+    papermill, where there is no run directory.
+    """
+    run = current_run()
+    payload = {"job": run["job"], "run_id": run["run_id"], "parameters": dict(parameters or {}),
+               **results}
+    text = json.dumps(payload, indent=2, default=_json_default, allow_nan=False)
+    if not run["run_dir"]:
+        return None
+    path = Path(run["run_dir"]) / "results.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+# ---- rendering -------------------------------------------------------------------------------
+
+def render_html(notebook_path: Path, html_path: Path) -> Path:
+    """Render an executed notebook as a code-free, self-contained HTML report."""
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(notebook_path, as_version=4)
+    nb.cells = [c for c in nb.cells if not _HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", []))]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            # Warnings and progress chatter on stderr are for the analyst, not the reader.
+            cell.outputs = [o for o in cell.get("outputs", [])
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    exporter = HTMLExporter(template_name="report", extra_template_basedirs=[str(TEMPLATES_DIR)],
+                            exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    html_path.write_text(body, encoding="utf-8")
+    return html_path
+
+
+def build_index(reports_dir: Path | None = None) -> Path:
+    """Write reports/index.html listing every run with its job, time, parameters and status."""
+    reports_dir = Path(reports_dir or REPORTS_DIR)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    for path in reports_dir.glob("*/*/run.json"):
+        try:
+            records.append((path.parent, json.loads(path.read_text())))
+        except (OSError, ValueError):
+            continue
+    records.sort(key=lambda item: item[1].get("started_at") or "", reverse=True)
+    rows = []
+    for run_dir, rec in records:
+        link = run_dir.relative_to(reports_dir) / "report.html"
+        params = ", ".join(f"{k}={v!r}" for k, v in (rec.get("parameters") or {}).items()) or "defaults"
+        status = rec.get("status", "?")
+        rows.append(
+            f"<tr class='{html.escape(status)}'><td>{html.escape(rec.get('started_at') or '')}</td>"
+            f"<td>{html.escape(rec.get('job', ''))}</td>"
+            f"<td><a href='{html.escape(str(link))}'>{html.escape(rec.get('run_id', ''))}</a></td>"
+            f"<td>{html.escape(status)}</td><td>{html.escape(params)}</td>"
+            f"<td>{html.escape(rec.get('error') or '')}</td></tr>")
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cio-mavera reports</title>"
+        "<style>body{font-family:sans-serif;margin:2rem}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}"
+        "tr.failed{background:#fde8e8}tr.running{background:#fff8dc}</style></head><body>"
+        "<h1>cio-mavera reports</h1><table><tr><th>started (UTC)</th><th>job</th><th>run</th>"
+        "<th>status</th><th>parameters</th><th>error</th></tr>"
+        + "".join(rows) + "</table></body></html>")
+    index = reports_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index

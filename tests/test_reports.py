@@ -1,0 +1,111 @@
+"""The runner: papermill execution, code-free self-contained HTML, results.json, index, failures."""
+
+import json
+
+import nbformat
+import pytest
+
+from cio_mavera import reports
+from cio_mavera.errors import InvalidParameter
+from cio_mavera.reports import Job, RunFailed, parse_parameter, run_job
+
+
+def _notebook(path, body: str, params: str = "days = 30\nlabel = 'x'"):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Fixture report\nA sentence for the reader."),
+        nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
+    nbformat.write(nb, path)
+
+
+CHART_AND_RESULTS = """
+import os
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from cio_mavera.reports import write_results
+fig, ax = plt.subplots()
+ax.plot([1, 2, 3], [days, days * 2, days * 3])
+ax.set_title("Fixture chart"); ax.set_xlabel("x"); ax.set_ylabel("y")
+plt.show()
+print("APP KEY SEEN BY KERNEL:", bool(os.environ.get("CIO_APP_KEY")))
+write_results({"answer": days * 2, "label": label}, parameters={"days": days, "label": label})
+"""
+
+
+@pytest.fixture
+def fixture_jobs(tmp_path, monkeypatch):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "ok.ipynb", CHART_AND_RESULTS)
+    _notebook(notebooks / "boom.ipynb", "raise RuntimeError('planned failure in cell')")
+    monkeypatch.setattr(reports, "NOTEBOOKS_DIR", notebooks)
+    monkeypatch.setattr(reports, "JOBS", {
+        "ok": Job("ok", "ok.ipynb", (), "fixture"),
+        "boom": Job("boom", "boom.ipynb", (), "fixture that fails"),
+    })
+    return tmp_path / "reports"
+
+
+@pytest.mark.notebook
+def test_run_writes_notebook_html_results_and_index(fixture_jobs, monkeypatch):
+    monkeypatch.setenv("CIO_APP_KEY", "FAKEKEY-app-1234567890")
+    run = run_job("ok", {"days": 7}, out_dir=fixture_jobs)
+    results = json.loads(run.results.read_text())
+    assert results["answer"] == 14
+    assert results["parameters"]["days"] == 7
+    assert results["job"] == "ok" and results["run_id"] == run.run_id
+    html = run.report.read_text()
+    assert "Fixture report" in html
+    assert "data:image/png;base64" in html  # the chart is embedded, not linked
+    assert "<script src=" not in html  # nothing loaded from the network
+    assert "write_results" not in html and "ax.set_title" not in html  # no code
+    assert "injected-parameters" not in html and "days = 7" not in html
+    for artefact in (run.report, run.notebook, run.results):
+        assert "FAKEKEY-app-1234567890" not in artefact.read_text()
+    index = (fixture_jobs / "index.html").read_text()
+    assert run.run_id in index and "succeeded" in index
+
+
+@pytest.mark.notebook
+def test_failed_run_keeps_its_notebook_and_says_where_it_failed(fixture_jobs):
+    with pytest.raises(RunFailed, match="RuntimeError: planned failure in cell") as info:
+        run_job("boom", out_dir=fixture_jobs)
+    run_dir = info.value.run_dir
+    assert (run_dir / "notebook.ipynb").is_file()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and "planned failure" in record["error"]
+    assert "failed" in (fixture_jobs / "index.html").read_text()
+
+
+def test_unknown_parameter_fails_before_anything_runs(fixture_jobs):
+    with pytest.raises(InvalidParameter, match="no parameter.*colour.*takes: days, label"):
+        run_job("ok", {"colour": "red"}, out_dir=fixture_jobs)
+    assert not fixture_jobs.exists()
+
+
+def test_secret_looking_parameter_is_refused(fixture_jobs):
+    with pytest.raises(InvalidParameter, match="looks like a secret"):
+        reports.check_parameters(reports.JOBS["ok"], {"api_key": "x"})
+
+
+def test_configured_key_value_is_refused_as_a_parameter(fixture_jobs, monkeypatch):
+    monkeypatch.setenv("MAVERA_API_KEY", "mvra_live_leakme123456")
+    with pytest.raises(InvalidParameter, match="contains a configured key"):
+        reports.check_parameters(reports.JOBS["ok"], {"label": "mvra_live_leakme123456"})
+
+
+def test_unknown_job_lists_the_jobs():
+    with pytest.raises(InvalidParameter, match="campaign-messaging"):
+        reports.get_job("nope")
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("30", 30), ("0.5", 0.5), ("true", True), ("False", False), ("[1, 2]", [1, 2]),
+    ("email", "email"), ("none", None),
+])
+def test_cli_parameter_values_are_parsed_as_literals(text, value):
+    assert parse_parameter(text) == value

@@ -1,0 +1,103 @@
+"""Mutable state of the sandbox's Customer.io half: the App API rate window and Track write-backs."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import deque
+from typing import Any
+
+
+class AppRateWindow:
+    """Sliding-window log: at most `limit` accepted requests in any `window_s` seconds.
+
+    Guarded by a lock so that the count stays exact whichever thread or loop serves a request;
+    rejected requests do not enter the window, so a client that backs off recovers after one window.
+    """
+
+    def __init__(self, limit: int, window_s: float = 1.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._accepted: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def admit(self, now: float | None = None) -> bool:
+        """Record a request and say whether it fits in the window."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            while self._accepted and self._accepted[0] <= now - self.window_s:
+                self._accepted.popleft()
+            if len(self._accepted) >= self.limit:
+                return False
+            self._accepted.append(now)
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._accepted.clear()
+
+
+class CioState:
+    """Per-server Customer.io state: rate window, forced-429 dice and what Track calls wrote."""
+
+    def __init__(self, app_rps: int, seed: int) -> None:
+        self.rate = AppRateWindow(app_rps)
+        self._seed = seed
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        # Track write-backs, visible to tests: identifier -> merged attributes of every identify.
+        self.identified: dict[str, dict[str, Any]] = {}
+        # (identifier, event body) of every v1 event and v2 person event, in arrival order.
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        # Every accepted v2 operation (batch items and entity calls), in arrival order.
+        self.v2_operations: list[dict[str, Any]] = []
+        # Read-only data derived from the workspace (built on first use, kept across resets).
+        self.derived: Any = None
+        self.derived_lock = threading.Lock()
+        # Attribute updates that landed on existing workspace customers: row index -> {name: str}.
+        self.overlays: dict[int, dict[str, str]] = {}
+
+    def roll_forced_429(self, rate: float) -> bool:
+        """True for a request the `force_429_rate` knob should refuse."""
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate
+
+    def record_identify(self, identifier: str, attributes: dict[str, Any], row: int | None) -> None:
+        with self._lock:
+            self.identified.setdefault(identifier, {}).update(attributes)
+            if row is not None:
+                self.overlays.setdefault(row, {}).update(
+                    {k: _as_attribute_string(v) for k, v in attributes.items()})
+
+    def record_event(self, identifier: str, event: dict[str, Any]) -> None:
+        with self._lock:
+            self.events.append((identifier, event))
+
+    def record_v2(self, operation: dict[str, Any]) -> None:
+        with self._lock:
+            self.v2_operations.append(operation)
+
+    def reset(self) -> None:
+        """Forget write-backs and the rate window (the workspace itself is untouched)."""
+        with self._lock:
+            self.identified.clear()
+            self.events.clear()
+            self.v2_operations.clear()
+            self.overlays.clear()
+            self._rng = random.Random(self._seed)
+        self.rate.clear()
+
+
+def _as_attribute_string(value: Any) -> str:
+    """How the App API reports an attribute written through Track: always a string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return "" if value is None else str(value)

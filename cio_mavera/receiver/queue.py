@@ -122,8 +122,11 @@ def open_queue(url: str | Path | None = None, *, data_dir: Path | None = None,
             claim_idle_ms=int(_query_float(query, "claim_idle_ms", DEFAULT_VISIBILITY_TIMEOUT_S * 1000)),
         )
     if parts.scheme == "sqlite":
-        # sqlite:///abs/path -> /abs/path ; sqlite://relative/path -> relative/path
-        path = Path((parts.netloc + parts.path) if parts.netloc else parts.path)
+        # sqlite:///abs/path and sqlite:////abs/path -> /abs/path ; sqlite://relative/path -> relative/path
+        if parts.netloc:
+            path = Path(parts.netloc + parts.path)
+        else:
+            path = Path("/" + parts.path.lstrip("/"))
     elif parts.scheme in ("", "file") or len(parts.scheme) == 1:  # plain path (or a Windows drive)
         path = Path(text.split("?", 1)[0].removeprefix("file://"))
     else:

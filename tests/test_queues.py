@@ -1,0 +1,196 @@
+"""Both queue backends behind one protocol: durable dedup enqueue, claim/ack, redelivery, depth."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis_server import MISSING_REASON, RedisServer, redis_available
+
+from cio_mavera.errors import ConfigError
+from cio_mavera.receiver.queue import WebhookQueue, default_queue_path, open_queue
+from cio_mavera.receiver.redis_queue import RedisQueue
+from cio_mavera.receiver.sqlite_queue import SqliteQueue
+
+VISIBILITY_S = 0.3
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    if not redis_available():
+        pytest.skip(MISSING_REASON)
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def queue(request, tmp_path: Path) -> Iterator[WebhookQueue]:
+    if request.param == "sqlite":
+        q: WebhookQueue = open_queue(f"sqlite:///{tmp_path}/q.sqlite3?visibility_timeout={VISIBILITY_S}")
+    else:
+        server = request.getfixturevalue("redis_server")
+        server.flush()
+        q = open_queue(f"{server.url}?claim_idle_ms={int(VISIBILITY_S * 1000)}&prefix=t")
+    yield q
+    asyncio.run(q.aclose())
+    q.close()
+
+
+def enqueue(q: WebhookQueue, event_id: str, payload: bytes = b"{}") -> bool:
+    return asyncio.run(q.enqueue(event_id, payload, 1700000000.5))
+
+
+def test_enqueue_returns_false_for_a_duplicate_and_stores_once(queue):
+    assert enqueue(queue, "e1", b'{"a":1}') is True
+    assert enqueue(queue, "e1", b'{"a":2}') is False
+    assert queue.depth() == 1
+    [item] = queue.claim("w1", max_items=10)
+    assert (item.event_id, item.payload, item.received_at) == ("e1", b'{"a":1}', 1700000000.5)
+
+
+def test_claim_returns_events_in_arrival_order_and_ack_removes_them(queue):
+    for i in range(5):
+        enqueue(queue, f"e{i}")
+    first = queue.claim("w1", max_items=3)
+    assert [e.event_id for e in first] == ["e0", "e1", "e2"]
+    assert not any(e.redelivered for e in first)
+    assert [e.event_id for e in queue.claim("w1", max_items=10)] == ["e3", "e4"]
+    assert queue.ack([e.id for e in first]) == 3
+    assert queue.depth() == 2
+    assert queue.ack([]) == 0
+
+
+def test_an_acked_event_id_still_counts_as_duplicate(queue):
+    enqueue(queue, "e1")
+    queue.ack([e.id for e in queue.claim("w1")])
+    assert enqueue(queue, "e1") is False
+    assert queue.depth() == 0
+
+
+def test_claimed_events_are_not_handed_to_another_consumer_before_the_timeout(queue):
+    enqueue(queue, "e1")
+    assert len(queue.claim("w1")) == 1
+    assert queue.claim("w2") == []
+
+
+def test_events_a_dead_consumer_never_acked_are_redelivered(queue):
+    for i in range(3):
+        enqueue(queue, f"e{i}")
+    taken = queue.claim("dead-worker", max_items=2)
+    assert len(taken) == 2
+    time.sleep(VISIBILITY_S + 0.2)
+    again = queue.claim("w2", max_items=10)
+    by_id = {e.event_id: e for e in again}
+    assert set(by_id) == {"e0", "e1", "e2"}
+    assert by_id["e0"].redelivered and by_id["e1"].redelivered and not by_id["e2"].redelivered
+    assert queue.ack([e.id for e in again]) == 3
+    assert queue.depth() == 0
+
+
+def test_claim_with_block_waits_and_returns_empty_when_nothing_arrives(queue):
+    assert queue.claim("w1", max_items=5, block_ms=100) == []
+
+
+def test_concurrent_enqueues_store_each_event_id_exactly_once(queue):
+    ids = [f"e{i % 400}" for i in range(500)]  # 100 duplicates among 500 requests
+
+    async def many() -> list[bool]:
+        return await asyncio.gather(*(queue.enqueue(i, b"{}", 1.0) for i in ids))
+
+    results = asyncio.run(many())
+    assert sum(results) == 400
+    assert queue.depth() == 400
+
+
+def test_sqlite_group_commit_batches_concurrent_requests(tmp_path):
+    q = SqliteQueue(tmp_path / "q.sqlite3")
+
+    async def many() -> None:
+        await asyncio.gather(*(q.enqueue(f"e{i}", b"{}", 1.0) for i in range(300)))
+
+    asyncio.run(many())
+    assert q.total() == 300
+    assert q.commits < 300  # several requests shared each commit
+    q.close()
+
+
+def test_sqlite_enqueue_is_durable_when_it_returns(tmp_path):
+    path = tmp_path / "q.sqlite3"
+    q = SqliteQueue(path)
+    enqueue(q, "e1")
+    # A second connection (another process would see the same) reads the committed row.
+    other = SqliteQueue(path)
+    assert other.event_ids() == {"e1"}
+    other.close()
+    q.close()
+
+
+def test_sqlite_prune_forgets_old_acked_rows_only(tmp_path):
+    q = SqliteQueue(tmp_path / "q.sqlite3")
+    enqueue(q, "done")
+    enqueue(q, "waiting")
+    q.ack(["done"])
+    assert q.prune(older_than_s=-1) == 1
+    assert q.event_ids() == {"waiting"}
+    q.close()
+
+
+@pytest.mark.redis
+def test_redis_enqueue_marks_seen_with_ttl_and_appends_in_one_step(redis_server):
+    redis_server.flush()
+    q = RedisQueue(redis_server.url, prefix="ttl", dedup_ttl_s=1234)
+    enqueue(q, "e1")
+    client = redis.Redis.from_url(redis_server.url)
+    assert 0 < client.ttl(q.seen_key("e1")) <= 1234
+    assert client.xlen(q.stream_key) == 1
+    client.close()
+    q.close()
+
+
+@pytest.mark.redis
+def test_redis_consumer_group_is_shared_by_two_queue_handles(redis_server):
+    redis_server.flush()
+    a = RedisQueue(redis_server.url, prefix="shared")
+    b = RedisQueue(redis_server.url, prefix="shared")  # a second receiver/worker process
+    for i in range(4):
+        enqueue(a, f"e{i}")
+    assert enqueue(b, "e0") is False
+    got = a.claim("wa", max_items=2) + b.claim("wb", max_items=10)
+    assert sorted(e.event_id for e in got) == ["e0", "e1", "e2", "e3"]
+    a.close()
+    b.close()
+
+
+@pytest.mark.redis
+def test_redis_queue_unreachable_raises_actionable_error():
+    from cio_mavera.receiver.queue import QueueUnavailable
+
+    with pytest.raises(QueueUnavailable, match="cannot reach"):
+        RedisQueue("redis://:hunter2@127.0.0.1:1/0")
+    try:
+        RedisQueue("redis://:hunter2@127.0.0.1:1/0")
+    except QueueUnavailable as exc:
+        assert "hunter2" not in str(exc)
+
+
+def test_open_queue_parses_urls_and_paths(tmp_path):
+    a = open_queue(f"sqlite:///{tmp_path}/a.sqlite3")
+    b = open_queue(tmp_path / "b.sqlite3")
+    c = open_queue(None, data_dir=tmp_path)
+    assert isinstance(a, SqliteQueue) and a.path == tmp_path / "a.sqlite3"
+    assert isinstance(b, SqliteQueue) and b.path == tmp_path / "b.sqlite3"
+    assert isinstance(c, SqliteQueue) and c.path == default_queue_path(tmp_path)
+    assert c.path == tmp_path / "queue" / "webhooks.sqlite3"
+    for q in (a, b, c):
+        q.close()
+
+
+@pytest.mark.parametrize("url", ["ftp://x/y", "sqlite:///tmp/x?visibility_timeout=abc",
+                                 "sqlite:///tmp/x?synchronous=off"])
+def test_open_queue_rejects_bad_urls_with_config_error(url):
+    with pytest.raises(ConfigError):
+        open_queue(url)

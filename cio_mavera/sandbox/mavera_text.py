@@ -226,8 +226,8 @@ def mave_answer(message: str, turn: int, personas: list[Persona]) -> tuple[str, 
     """A sandbox research brief for `message` (turn `turn` of its thread) and its sources."""
     rng = rng_for("mave", message, turn)
     keys = keywords(message, 5) or ["engagement"]
-    findings = [rng.choice(_FINDING_TEMPLATES).format(k=rng.choice(keys)) for _ in range(3)]
-    recs = [rng.choice(_RECOMMENDATION_TEMPLATES).format(k=rng.choice(keys)) for _ in range(3)]
+    findings = [t.format(k=rng.choice(keys)) for t in rng.sample(_FINDING_TEMPLATES, 3)]
+    recs = [t.format(k=rng.choice(keys)) for t in rng.sample(_RECOMMENDATION_TEMPLATES, 3)]
     voices = "; ".join(
         f"{p.name} — {reason(message, p, affinity(message, p, 'mave'))[len(SANDBOX_MARK):]}"
         for p in personas)
@@ -288,7 +288,8 @@ def generation_variations(app_id: str, inputs: dict[str, Any], count: int,
     """`count` distinct sandbox variations for a generation app and its inputs."""
     topic_text = str(inputs.get("topic") or inputs.get("product") or inputs.get("subject") or
                      inputs.get("message") or canonical(inputs))
-    topic = " ".join(keywords(topic_text, 3)) or "your account"
+    plain = " ".join(unmark(topic_text).split())
+    topic = (plain.lower() if 0 < len(plain.split()) <= 6 else " ".join(keywords(topic_text, 3))) or "your account"
     rng = rng_for("generation", app_id, inputs, persona.id if persona else None)
     hooks = list(_SUBJECT_HOOKS)
     rng.shuffle(hooks)
@@ -385,38 +386,56 @@ def _number(schema: dict[str, Any], integer: bool, score: float) -> float:
     return float(scale_score(score, low, high, integer=False))
 
 
-def generate_from_schema(schema: dict[str, Any], text: str, persona: Persona | None,
-                         root: dict[str, Any] | None = None, name: str = "",
-                         path: str = "") -> Any:
-    """JSON that validates against `schema`, derived from `text` and `persona` (deterministic)."""
-    root = root if root is not None else schema
+_SENTIMENT_WORDS = {"positive": 0.85, "favorable": 0.85, "good": 0.85, "neutral": 0.5,
+                    "mixed": 0.5, "negative": 0.15, "unfavorable": 0.15, "bad": 0.15}
+
+
+def _enum(options: list[Any], name: str, score: float, path: str) -> Any:
+    if not options:
+        raise SchemaError(f"empty enum at {path or '/'}")
+    known = [o for o in options if isinstance(o, str) and o.lower() in _SENTIMENT_WORDS]
+    if "sentiment" in name.lower() and known:
+        # Pick the sentiment closest to the score, so "score: 8" never comes with "negative".
+        return min(known, key=lambda o: (abs(_SENTIMENT_WORDS[o.lower()] - score), o))
+    return options[min(len(options) - 1, int(score * len(options)))]
+
+
+def generate_from_schema(schema: dict[str, Any], text: str, persona: Persona | None) -> Any:
+    """JSON that validates against `schema`, derived from `text` and `persona` (deterministic).
+
+    One affinity of `persona` for `text` drives every number, enum and sentiment in the object (with
+    a small per-field jitter), so the fields agree with each other.
+    """
+    score = affinity(text, persona, "schema")
+    return _generate(schema, schema, text, persona, score, "", "")
+
+
+def _generate(schema: dict[str, Any], root: dict[str, Any], text: str, persona: Persona | None,
+              score: float, name: str, path: str) -> Any:
     schema = _resolve(schema, root)
     rng = rng_for("schema", text, persona.id if persona else None, path)
-    score = affinity(text, persona, f"schema:{path}")
+    leaf = max(0.0, min(1.0, score + (rng.random() - 0.5) * 0.12))
     if "const" in schema:
         return schema["const"]
     if "enum" in schema:
-        options = schema["enum"]
-        if not options:
-            raise SchemaError(f"empty enum at {path or '/'}")
-        return options[min(len(options) - 1, int(score * len(options)))]
+        return _enum(schema["enum"], name, leaf, path)
     for combinator in ("anyOf", "oneOf"):
         if combinator in schema:
             branches = [b for b in schema[combinator] if _resolve(b, root).get("type") != "null"]
             branch = (branches or schema[combinator])[0]
-            return generate_from_schema(branch, text, persona, root, name, path)
+            return _generate(branch, root, text, persona, score, name, path)
     if "allOf" in schema:
         merged: dict[str, Any] = {}
         for part in schema["allOf"]:
             part = _resolve(part, root)
             for key, value in part.items():
-                if key in ("properties",) and key in merged:
+                if key == "properties" and key in merged:
                     merged[key] = {**merged[key], **value}
                 elif key == "required" and key in merged:
                     merged[key] = [*merged[key], *value]
                 else:
                     merged[key] = value
-        return generate_from_schema(merged, text, persona, root, name, path)
+        return _generate(merged, root, text, persona, score, name, path)
     kind = schema.get("type")
     if isinstance(kind, list):
         non_null = [k for k in kind if k != "null"]
@@ -424,24 +443,26 @@ def generate_from_schema(schema: dict[str, Any], text: str, persona: Persona | N
     if kind is None:
         kind = "object" if "properties" in schema else ("array" if "items" in schema else "string")
     if kind == "object":
-        props = schema.get("properties", {})
-        return {key: generate_from_schema(sub, text, persona, root, key, f"{path}/{key}")
-                for key, sub in props.items()}
+        return {key: _generate(sub, root, text, persona, score, key, f"{path}/{key}")
+                for key, sub in schema.get("properties", {}).items()}
     if kind == "array":
         low = schema.get("minItems", 0)
         high = schema.get("maxItems", max(low, 3))
-        count = max(low, min(high, 3))
         items = schema.get("items", {"type": "string"})
-        return [generate_from_schema(items, f"{text}#{i}" if i else text, persona, root, name,
-                                     f"{path}/{i}") for i in range(count)]
+        out = []
+        for i in range(max(low, min(high, 3))):
+            # Each item is its own judgement: re-derive the affinity with the index as context.
+            item_score = affinity(text, persona, f"schema{path}/{i}") if i else score
+            out.append(_generate(items, root, text, persona, item_score, name, f"{path}/{i}"))
+        return out
     if kind == "string":
-        return _string(schema, name, rng, text, persona, score)
+        return _string(schema, name, rng, text, persona, leaf)
     if kind == "integer":
-        return _number(schema, True, score)
+        return _number(schema, True, leaf)
     if kind == "number":
-        return _number(schema, False, score)
+        return _number(schema, False, leaf)
     if kind == "boolean":
-        return score >= 0.5
+        return leaf >= 0.5
     if kind == "null":
         return None
     raise SchemaError(f"unsupported schema type {kind!r} at {path or '/'}")

@@ -1,0 +1,303 @@
+"""The synthetic Customer.io workspace behind the sandbox, generated from a seed with planted truth.
+
+Deterministic given (seed, customers, end_date, days). Campaigns, actions and metrics depend only on
+(seed, end_date, days), so they are the same for 5,000 or 1,000,000 customers.
+
+Rates (the names in `RATE_METRICS`, used by `truth`), from the v2 series summed over a window:
+
+    delivery_rate        = delivered / sent
+    bounce_rate          = bounced / sent
+    human_open_rate      = human_opened / (delivered - open_untracked)
+    human_click_rate     = human_clicked / (delivered - link_untracked)
+    click_to_open_rate   = human_clicked / human_opened
+    conversion_rate      = converted / delivered
+    unsubscribe_rate     = unsubscribed / delivered
+    spam_complaint_rate  = spammed / delivered
+
+Channels without a thing have zeros in its series: SMS (twilio) has no opens (human_open_rate is 0
+for every SMS action and click_to_open_rate is 0/0, undefined), push has no unsubscribes or spam
+complaints, only email has prefetch opens, untracked opens/links, deferrals and consent changes;
+only SMS has replies. For push, opened == human_opened and clicked == human_clicked.
+
+Planted structure (`truth`):
+
+- `underperformers`: three actions (one email at least) whose true human_click_rate or
+  conversion_rate is 45-55% below the channel's; every other action of the channel has exactly
+  the channel's true rates (`truth["baselines"]`), so only binomial noise separates them. The
+  drop changes one generating probability and nothing else, with one unavoidable consequence:
+  a human-click drop on a channel with opens also lowers click_to_open_rate by the same factor.
+  Those co-findings are listed in `also_low`; a test of all RATE_METRICS in the "worse" direction
+  should flag exactly `underperformers` + `also_low`.
+- `clusters`: K=4 latent customer groups (`CLUSTER_NAMES`), also in `Workspace.cluster_labels`
+  (never a column of `customers`, so routes cannot leak it).
+- `spike`: the plan for the webhook stream (job 3): a 24-48 h window in the last 7 days in which
+  one email action's recipients in one cluster unsubscribe (and complain) far more often. The
+  daily metrics do NOT contain the spike, so job 1's truth stays exactly the underperformers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cio_mavera.errors import CioMaveraError
+
+from .workspace_campaigns import (
+    SERIES,
+    SERIES_INDEX,
+    build_campaigns,
+    choose_plants,
+    generate_metric_cube,
+    metrics_long,
+    true_baselines,
+)
+from .workspace_customers import CLUSTER_NAMES, PLANS, K, generate_customers
+
+__all__ = [
+    "CLUSTER_NAMES",
+    "RATE_DEFINITIONS",
+    "RATE_METRICS",
+    "SERIES",
+    "Workspace",
+    "WorkspaceLookupError",
+    "customer_attribute_strings",
+    "find_rows",
+    "generate_workspace",
+    "metric_series",
+]
+
+RATE_METRICS: tuple[str, ...] = (
+    "delivery_rate", "human_open_rate", "human_click_rate", "click_to_open_rate", "conversion_rate",
+    "unsubscribe_rate", "bounce_rate", "spam_complaint_rate",
+)
+# rate -> (numerator series, denominator series, series subtracted from the denominator or None)
+RATE_DEFINITIONS: dict[str, tuple[str, str, str | None]] = {
+    "delivery_rate": ("delivered", "sent", None),
+    "human_open_rate": ("human_opened", "delivered", "open_untracked"),
+    "human_click_rate": ("human_clicked", "delivered", "link_untracked"),
+    "click_to_open_rate": ("human_clicked", "human_opened", None),
+    "conversion_rate": ("converted", "delivered", None),
+    "unsubscribe_rate": ("unsubscribed", "delivered", None),
+    "bounce_rate": ("bounced", "sent", None),
+    "spam_complaint_rate": ("spammed", "delivered", None),
+}
+
+# key: (name, description, type); members are computed in _segment_members.
+SEGMENT_SPECS: dict[str, tuple[str, str, str]] = {
+    "all": ("All customers", "Everyone in the workspace.", "dynamic"),
+    "paying": ("Paying customers", "mrr > 0.", "dynamic"),
+    "trial": ("Trial users", "trial_user is true.", "dynamic"),
+    "enterprise": ("Enterprise accounts", "plan is enterprise.", "dynamic"),
+    "dormant": ("Dormant 60d", "last_seen_at more than 60 days ago.", "dynamic"),
+    "beta": ("Beta testers", "Hand-picked early-access group.", "manual"),
+    "legacy": ("Legacy import (empty)", "Manual segment from an old import; nobody is in it.", "manual"),
+}
+_BETA_SIZE = 300
+_DAY = 86400
+
+
+class WorkspaceLookupError(CioMaveraError, KeyError):
+    """The sandbox workspace has no campaign/action/identifier of that name."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(eq=False)
+class Workspace:
+    """A generated workspace: Customer.io-shaped tables plus the ground truth of what was planted."""
+
+    seed: int
+    site_id: str
+    workspace_id: int
+    end_date: dt.date
+    days: int
+    campaigns: pd.DataFrame
+    actions: pd.DataFrame
+    metrics: pd.DataFrame
+    segments: pd.DataFrame
+    segment_members: dict[int, np.ndarray]
+    customers: pd.DataFrame
+    truth: dict
+    cluster_labels: np.ndarray = field(repr=False)
+    metric_cube: np.ndarray = field(repr=False)  # (actions, len(SERIES), days), rows as in `actions`
+    _lookup: dict[str, pd.Index] = field(default_factory=dict, repr=False)
+
+    @property
+    def first_day(self) -> dt.date:
+        """The oldest day with metrics."""
+        return self.end_date - dt.timedelta(days=self.days - 1)
+
+
+def generate_workspace(seed: int = 7, customers: int = 5000, *, end_date: dt.date | None = None,
+                       days: int = 120) -> Workspace:
+    """Generate the workspace for this seed (end_date defaults to today, UTC)."""
+    if customers < 1 or days < 1:
+        raise ValueError(f"customers and days must be positive, got customers={customers}, days={days}")
+    end_date = end_date or dt.datetime.now(dt.UTC).date()
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
+    rng_campaigns, rng_metrics, rng_customers, rng_segments, rng_spike = streams
+    anchor = _day_start(end_date)  # customers' timestamps stay before the last metrics day starts
+
+    segment_ids = _segment_ids(rng_segments)
+    campaigns, actions, volumes = build_campaigns(rng_campaigns, end_date, days, segment_ids)
+    plants = choose_plants(rng_campaigns, actions, campaigns)
+    cube = generate_metric_cube(rng_metrics, actions, volumes, plants, campaigns, end_date, days)
+    people, labels = generate_customers(rng_customers, customers, anchor, seed)
+    segments, members = _segments(rng_segments, people, segment_ids, anchor)
+    spike = _plan_spike(rng_spike, campaigns, actions, volumes, plants, end_date)
+    truth = _truth(plants, actions, people, labels, spike)
+    return Workspace(
+        seed=seed, site_id=f"sbx-site-{seed}", workspace_id=80_000 + (seed * 7919) % 20_000,
+        end_date=end_date, days=days, campaigns=campaigns.drop(columns="template"),
+        actions=actions, metrics=metrics_long(cube, actions, end_date), segments=segments,
+        segment_members=members, customers=people, truth=truth, cluster_labels=labels,
+        metric_cube=cube,
+    )
+
+
+def metric_series(ws: Workspace, campaign_id: int, action_id: int | None, start_day: dt.date,
+                  end_day: dt.date) -> dict[str, np.ndarray]:
+    """Daily counts per v2 series for start_day..end_day inclusive (zeros outside the generated days).
+
+    With action_id None it is the campaign total (sum over its actions).
+    """
+    in_campaign = (ws.actions["campaign_id"] == campaign_id).to_numpy()
+    if not in_campaign.any():
+        raise WorkspaceLookupError(f"no campaign {campaign_id} in sandbox workspace {ws.site_id}")
+    if action_id is None:
+        block = ws.metric_cube[in_campaign].sum(axis=0)
+    else:
+        match = np.flatnonzero(in_campaign & (ws.actions["action_id"] == action_id).to_numpy())
+        if match.size == 0:
+            raise WorkspaceLookupError(f"no action {action_id} in campaign {campaign_id}")
+        block = ws.metric_cube[match[0]]
+    n_days = (end_day - start_day).days + 1
+    out = np.zeros((len(SERIES), max(n_days, 0)), dtype=np.int64)
+    offset = (start_day - ws.first_day).days  # index of start_day in the cube
+    lo, hi = max(offset, 0), min(offset + n_days, ws.days)
+    if hi > lo:
+        out[:, lo - offset:hi - offset] = block[:, lo:hi]
+    return {name: out[SERIES_INDEX[name]] for name in SERIES}
+
+
+def customer_attribute_strings(ws: Workspace, rows: np.ndarray | Sequence[int]) -> list[dict[str, str]]:
+    """Each row's attributes as Customer.io returns them: all values strings, missing ones omitted."""
+    subset = ws.customers.iloc[np.asarray(rows, dtype=np.int64)]
+    columns = {name: _as_strings(subset[name]) for name in subset.columns}
+    return [{name: values[i] for name, values in columns.items() if values[i] is not None}
+            for i in range(len(subset))]
+
+
+def find_rows(ws: Workspace, id_type: str, values: Sequence[str]) -> np.ndarray:
+    """Row index of each identifier of kind id|email|cio_id|phone, -1 where unknown."""
+    if id_type not in ("id", "email", "cio_id", "phone"):
+        raise WorkspaceLookupError(f"id_type must be id, email, cio_id or phone, got {id_type!r}")
+    index = ws._lookup.get(id_type)
+    if index is None:
+        index = pd.Index(ws.customers[id_type].astype(object))
+        ws._lookup[id_type] = index
+    positions = index.get_indexer(pd.Index(list(values), dtype=object))
+    return positions.astype(np.int64)
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+
+def _as_strings(column: pd.Series) -> list[str | None]:
+    """The column as Customer.io attribute strings (None where the person has no value)."""
+    dtype = column.dtype
+    missing = column.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(dtype):
+        values = np.where(column.to_numpy(dtype=bool), "true", "false").tolist()
+    elif pd.api.types.is_datetime64_dtype(dtype):
+        values = column.dt.strftime("%Y-%m-%d").tolist()
+    elif pd.api.types.is_float_dtype(dtype):
+        values = [f"{v:.2f}".rstrip("0").rstrip(".") for v in column.to_numpy(dtype=float)]
+    elif pd.api.types.is_integer_dtype(dtype):
+        values = [str(int(v)) for v in column.to_numpy(dtype=np.int64, na_value=0)]
+    else:
+        values = column.astype(object).tolist()
+    return [None if m or v == "" else v for v, m in zip(values, missing, strict=True)]
+
+
+# --- segments, spike, truth -------------------------------------------------------------------
+
+
+def _segment_ids(rng: np.random.Generator) -> dict[str, int]:
+    ids = np.cumsum(rng.integers(1, 4, size=len(SEGMENT_SPECS))) + int(rng.integers(1, 30))
+    return {key: int(i) for key, i in zip(SEGMENT_SPECS, ids, strict=True)}
+
+
+def _segments(rng: np.random.Generator, people: pd.DataFrame, ids: dict[str, int],
+              anchor: int) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
+    n = len(people)
+    masks = {
+        "all": np.ones(n, dtype=bool),
+        "paying": people["mrr"].to_numpy() > 0,
+        "trial": people["trial_user"].to_numpy(),
+        "enterprise": np.asarray(people["plan"].cat.codes) == PLANS.index("enterprise"),
+        "dormant": people["last_seen_at"].to_numpy() < anchor - 60 * _DAY,
+    }
+    members = {ids[key]: np.flatnonzero(mask) for key, mask in masks.items()}
+    members[ids["beta"]] = np.sort(rng.choice(n, size=min(_BETA_SIZE, max(1, n // 10)), replace=False))
+    members[ids["legacy"]] = np.array([], dtype=np.int64)
+    rows = []
+    for key, (name, description, kind) in SEGMENT_SPECS.items():
+        created = anchor - int(rng.integers(200, 900)) * _DAY
+        updated = created + int(rng.integers(0, anchor - created))
+        rows.append({"segment_id": ids[key], "name": name, "description": description, "type": kind,
+                     "state": "finished", "created_at": created, "updated_at": updated})
+    return pd.DataFrame(rows), {k: v.astype(np.int64) for k, v in members.items()}
+
+
+def _plan_spike(rng: np.random.Generator, campaigns: pd.DataFrame, actions: pd.DataFrame,
+                volumes: np.ndarray, plants: list[dict], end_date: dt.date) -> dict:
+    excluded = {p["campaign_id"] for p in plants}
+    excluded |= set(campaigns.loc[campaigns["template"] == "newsletter", "campaign_id"])  # weekly sends
+    email = actions.assign(volume=volumes)
+    email = email[(email["channel"] == "email") & ~email["campaign_id"].isin(excluded)]
+    campaign_id = int(rng.choice(np.unique(email["campaign_id"])))
+    action = email[email["campaign_id"] == campaign_id].sort_values("volume").iloc[-1]
+    candidates = [i for i, name in enumerate(CLUSTER_NAMES) if name != "dormant_trials"]
+    end_ts = _day_start(end_date) + _DAY
+    start = end_ts - int(rng.integers(48, 6 * 24 + 1)) * 3600
+    length = int(rng.integers(24, 49)) * 3600
+    return {"campaign_id": campaign_id, "action_id": int(action["action_id"]),
+            "cluster": int(rng.choice(candidates)), "metric": "unsubscribed", "also": ["spammed"],
+            "start": start, "end": min(start + length, end_ts)}
+
+
+def _truth(plants: list[dict], actions: pd.DataFrame, people: pd.DataFrame, labels: np.ndarray,
+           spike: dict) -> dict:
+    baselines = true_baselines()
+    keys = ("campaign_id", "action_id", "metric")
+    also_low = [{"campaign_id": p["campaign_id"], "action_id": p["action_id"], "metric": "click_to_open_rate"}
+                for p in plants
+                if p["metric"] == "human_click_rate" and baselines[p["channel"]]["click_to_open_rate"]]
+    details = [{**p, "baseline_rate": baselines[p["channel"]][p["metric"]],
+                "true_rate": baselines[p["channel"]][p["metric"]] * (1 - p["relative_drop"])}
+               for p in plants]
+    sizes = np.bincount(labels, minlength=K)
+    return {
+        "underperformers": [{k: p[k] for k in keys} for p in plants],
+        "also_low": also_low,
+        "underperformer_details": details,
+        "baselines": baselines,
+        "rate_definitions": {k: list(v) for k, v in RATE_DEFINITIONS.items()},
+        "clusters": {
+            "k": K,
+            "names": list(CLUSTER_NAMES),
+            "sizes": [int(s) for s in sizes],
+            "assignments": dict(zip(people["cio_id"].tolist(), labels.tolist(), strict=True)),
+        },
+        "spike": spike,
+    }
+
+
+def _day_start(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from urllib.parse import unquote
 
 import httpx
 
@@ -68,7 +69,7 @@ def _missing_resource(path: str, response: httpx.Response) -> tuple[str, str]:
     for pattern, name, hint in _RESOURCES:
         match = pattern.match(path)
         if match:
-            what = name.format(*match.groups())
+            what = name.format(*(unquote(g) for g in match.groups()))
             id_type = response.request.url.params.get("id_type") if response.request else None
             if id_type and what.startswith("customer"):
                 what += f" (id_type={id_type})"

@@ -400,7 +400,8 @@ class MaveraClient:
 
     def find_persona(self, name: str) -> dict[str, Any] | None:
         """The persona named `name` (case- and space-insensitive), preferring custom ones, or None."""
-        matches = [p for p in self.list_personas(search=name) if _same_name(str(p.get("name", "")), name)]
+        listed = self.list_personas(search=" ".join(name.split()))
+        matches = [p for p in listed if _same_name(str(p.get("name", "")), name)]
         if not matches:
             return None
         matches.sort(key=lambda p: (not p.get("is_custom", False), p.get("created_at") or 0,

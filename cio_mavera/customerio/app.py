@@ -194,7 +194,8 @@ class AppClient:
                      "Accept": "application/json"},
             secrets=settings.secrets(),
             limiter=limiter,
-            retry=retry,
+            # A 429 or 5xx costs only time on these reads; more tries ride out a busy workspace.
+            retry=retry or RetryPolicy(max_retries=10),
             timeout_s=timeout_s,
             max_connections=max(16, self.max_workers + 2),
             error_factory=app_error,

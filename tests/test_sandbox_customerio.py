@@ -525,3 +525,12 @@ def test_reset_clears_write_backs_and_the_rate_window(api: Api) -> None:
     assert api.server.state.cio.identified == {} and api.server.state.cio.overlays == {}
     attrs = api.get("/v1/customers/u_000001/attributes")["customer"]["attributes"]
     assert "x" not in attrs
+
+
+def test_fast_attribute_reader_matches_the_workspace_formatting(api: Api) -> None:
+    from cio_mavera.sandbox.customerio_api import cio_data
+    from cio_mavera.sandbox.workspace import customer_attribute_strings
+
+    ws = api.server.state.workspace
+    rows = list(range(0, 2000, 37))
+    assert cio_data(api.server.state).people.attribute_strings(rows) == customer_attribute_strings(ws, rows)

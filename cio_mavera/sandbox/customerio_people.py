@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from .workspace import Workspace, customer_attribute_strings
+from .workspace import Workspace
 
 ID_TYPES = ("id", "email", "cio_id", "phone")
 _FILTER_CACHE_SIZE = 8
@@ -40,6 +41,7 @@ class People:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._lookups: dict[str, tuple[pd.Index, np.ndarray]] = {}
+        self._columns = {name: _column_reader(ws.customers[name]) for name in ws.customers.columns}
 
     # --- search ---------------------------------------------------------------------------
 
@@ -103,10 +105,7 @@ class People:
 
     def identifiers(self, rows: np.ndarray) -> tuple[list[dict[str, str | None]], list[str]]:
         """(identifiers, ids) for `rows`, as search and membership pages report them."""
-        frame = self.ws.customers
-        cio = frame["cio_id"].iloc[rows].tolist()
-        ids = [None if pd.isna(v) else v for v in frame["id"].iloc[rows].tolist()]
-        emails = [None if pd.isna(v) else v for v in frame["email"].iloc[rows].tolist()]
+        cio, ids, emails = (self._columns[name](rows) for name in ("cio_id", "id", "email"))
         items = [{"email": e, "id": i, "cio_id": c} for c, i, e in zip(cio, ids, emails, strict=True)]
         return items, [i or "" for i in ids]
 
@@ -137,7 +136,7 @@ class People:
         """Unwrapped customer items (the live shape of bulk attributes) for `rows`."""
         if not rows:
             return []
-        attributes = customer_attribute_strings(self.ws, rows)
+        attributes = self.attribute_strings(rows)
         frame = self.ws.customers
         created = frame["created_at"].to_numpy()[rows]
         seen = frame["last_seen_at"].to_numpy()[rows]
@@ -156,6 +155,13 @@ class People:
             })
         return out
 
+    def attribute_strings(self, rows: list[int] | np.ndarray) -> list[dict[str, str]]:
+        """Same result as `workspace.customer_attribute_strings`, from column readers built once."""
+        picked = np.asarray(rows, dtype=np.int64)
+        columns = [(name, read(picked)) for name, read in self._columns.items()]
+        return [{name: values[i] for name, values in columns if values[i] is not None}
+                for i in range(len(picked))]
+
     def by_email(self, email: str) -> list[dict[str, str | None]]:
         """`results` of GET /v1/customers?email= (empty when nobody has it)."""
         row = int(self.find("email", [email])[0])
@@ -163,6 +169,34 @@ class People:
             return []
         items, _ = self.identifiers(np.array([row]))
         return [{"email": items[0]["email"], "id": items[0]["id"], "cio_id": items[0]["cio_id"]}]
+
+
+def _column_reader(column: pd.Series):
+    """rows -> that column's attribute strings (None where missing), formatted as the workspace does."""
+    dtype = column.dtype
+    missing = column.isna().to_numpy(dtype=bool)
+    if isinstance(dtype, pd.CategoricalDtype):
+        labels = np.array([None if c == "" else str(c) for c in dtype.categories] + [None], dtype=object)
+        codes = np.asarray(column.cat.codes)  # -1 (missing) picks the trailing None
+        return lambda rows: labels[codes[rows]].tolist()
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        chunked = column.array.__arrow_array__()
+        return lambda rows: [v or None for v in chunked.take(pa.array(rows)).to_pylist()]
+    if pd.api.types.is_bool_dtype(dtype):
+        text = np.where(column.to_numpy(dtype=bool, na_value=False), "true", "false").astype(object)
+    elif pd.api.types.is_integer_dtype(dtype):
+        numbers = column.to_numpy(dtype=np.int64, na_value=0)
+        return lambda rows: [None if missing[r] else str(int(numbers[r])) for r in rows]
+    elif pd.api.types.is_float_dtype(dtype):
+        floats = column.to_numpy(dtype=float)
+        return lambda rows: [None if missing[r] else f"{floats[r]:.2f}".rstrip("0").rstrip(".")
+                             for r in rows]
+    elif pd.api.types.is_datetime64_dtype(dtype):
+        text = np.datetime_as_string(column.to_numpy(), unit="D").astype(object)
+    else:
+        text = column.astype(object).to_numpy()
+    text = np.where(missing, None, text)
+    return lambda rows: [v if v != "" else None for v in text[rows].tolist()]
 
 
 def _present(column: pd.Series) -> np.ndarray:

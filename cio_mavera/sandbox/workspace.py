@@ -23,7 +23,10 @@ Planted structure (`truth`):
 
 - `underperformers`: three actions (one email at least) whose true human_click_rate or
   conversion_rate is 45-55% below the channel's; every other action of the channel has exactly
-  the channel's true rates (`truth["baselines"]`), so only binomial noise separates them. The
+  the channel's true rates (`truth["baselines"]`), so only sampling noise separates them. That
+  noise is binomial shrunk to 35% of its variance (`workspace_campaigns.NOISE_VARIANCE_FACTOR`):
+  with plain binomial noise a BH test over ~250 (action, rate) pairs flags a null pair in ~11% of
+  workspaces, which would make "exactly the planted set" a coin toss. The
   drop changes one generating probability and nothing else, with one unavoidable consequence:
   a human-click drop on a channel with opens also lowers click_to_open_rate by the same factor.
   Those co-findings are listed in `also_low`; a test of all RATE_METRICS in the "worse" direction

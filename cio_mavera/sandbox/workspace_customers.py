@@ -154,8 +154,8 @@ def generate_customers(rng: np.random.Generator, n: int, end_ts: int,
         pa.array(_STREETS).take(pa.array(rng.integers(len(_STREETS), size=n))),
         pa.array(_SUFFIXES).take(pa.array(rng.integers(len(_SUFFIXES), size=n))), " "))
     calling = pa.array([v[1] for v in _COUNTRIES.values()]).take(pa.array(country))
-    phone = pc.binary_join_element_wise(
-        "+", calling, _zero_pad_dec(rng.integers(2_000_000_000, 9_999_999_999, size=n), 10), "")
+    national = pc.cast(pa.array(rng.integers(2_000_000_000, 10_000_000_000, size=n)), pa.string())
+    phone = pc.binary_join_element_wise("+", calling, national, "")
     cols["phone"] = _strings(pc.if_else(pa.array(rng.random(n) < 0.12), pa.nulls(n, pa.string()), phone))
     cols["timezone"] = _categorical_by(city, [_CITY_TZ.get(c, _COUNTRY_TZ[c]) for c in city_names])
     cols["language"] = _categorical_by(country, [v[4] for v in _COUNTRIES.values()])
@@ -215,12 +215,6 @@ def _zero_pad_hex(values: np.ndarray, width: int) -> pa.Array:
     return _fixed_width_ascii(chars)
 
 
-def _zero_pad_dec(values: np.ndarray, width: int) -> pa.Array:
-    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
-    chars = (ord("0") + (values[:, None] // powers[None, :]) % 10).astype(np.uint8)
-    return _fixed_width_ascii(chars)
-
-
 def _fixed_width_ascii(chars: np.ndarray) -> pa.Array:
     n, width = chars.shape
     offsets = pa.array(np.arange(n + 1, dtype=np.int32) * width)
@@ -237,7 +231,10 @@ def _categorical_draw(rng: np.random.Generator, labels: np.ndarray, probs: np.nd
                       categories: tuple[str, ...]) -> pd.Categorical:
     cumulative = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
     u = rng.random(len(labels))
-    codes = (u[:, None] > cumulative[labels]).sum(axis=1)
+    codes = np.empty(len(labels), dtype=np.int64)
+    for k in range(len(probs)):
+        mask = labels == k
+        codes[mask] = np.searchsorted(cumulative[k], u[mask], side="right")
     return pd.Categorical.from_codes(np.minimum(codes, len(categories) - 1), categories=list(categories))
 
 

@@ -1,0 +1,393 @@
+"""Job 1's report text: data-driven sentences, tables and banners the notebook displays.
+
+Every sentence is computed from the findings, so the report never says something the data does
+not. Functions return Markdown strings, HTML snippets or display-ready DataFrames; the notebook
+wraps them in `IPython.display`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cio_mavera.jobs.campaign_messaging import (
+    CURRENT,
+    CampaignData,
+    Findings,
+    SkippedStep,
+    Strategy,
+    Variation,
+)
+from cio_mavera.jobs.campaign_stats import rate_definition
+
+__all__ = [
+    "credits_markdown",
+    "figure_png",
+    "flagged_table",
+    "funnel_display",
+    "funnel_sentence",
+    "mode_banner",
+    "next_steps",
+    "parameters_table",
+    "strategy_markdown",
+    "summary_bullets",
+    "trend_sentence",
+    "underperformer_sentence",
+    "variations_sentence",
+    "variations_sections",
+    "variations_table",
+]
+
+CHANNEL_NAMES = {"email": "email", "push": "push", "twilio": "SMS", "whatsapp": "WhatsApp"}
+
+
+def _channel(name: str) -> str:
+    return CHANNEL_NAMES.get(name, name)
+
+
+def _pct(value: Any, digits: int = 1) -> str:
+    return "n/a" if value is None or not math.isfinite(float(value)) else f"{100 * float(value):.{digits}f}%"
+
+
+def _label(metric: str) -> str:
+    return rate_definition(metric).label.lower()
+
+
+def _message(row: Any) -> str:
+    # A Series' `.name` is its index label, so read fields by key when given a row of a frame.
+    get = row.get if isinstance(row, Mapping | pd.Series) else lambda k: getattr(row, k, None)
+    return f"“{get('name') or 'message'}” ({_channel(get('channel'))} #{int(get('action_id'))})"
+
+
+def figure_png(figure: Figure, dpi: int = 110) -> bytes:
+    """A figure as PNG bytes: displays the same under Agg, inline and in the static HTML report."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+# --- mode, freshness, parameters ---------------------------------------------------------------
+
+
+def mode_banner(data: CampaignData) -> str:
+    """HTML: a loud SANDBOX DATA banner in sandbox mode (a quiet live note otherwise) and data freshness."""
+    pulled = [pd.Timestamp(v) for v in data.freshness.values() if v]
+    oldest = min(pulled) if pulled else None
+    age = _age(oldest) if oldest is not None else "unknown"
+    window = f"{data.start:%Y-%m-%d} to {(data.end - pd.Timedelta(days=1)):%Y-%m-%d} (UTC, {data.days} days)"
+    facts = (f"Workspace <b>{html.escape(data.workspace)}</b> · window {window} · "
+             f"data pulled {html.escape(f'{oldest:%Y-%m-%d %H:%M} UTC' if oldest is not None else 'unknown')} "
+             f"({age} ago)")
+    if data.mode == "sandbox":
+        return ("<div style='border:3px solid #c0392b;background:#fdecea;padding:.8em 1em;margin:.5em 0'>"
+                "<div style='font-size:1.4em;font-weight:bold;color:#c0392b;letter-spacing:.05em'>"
+                "SANDBOX DATA</div><div>Synthetic workspace and simulated Mavera answers from the local "
+                "stand-in: no real customers, campaigns or research. Set the Customer.io and Mavera keys "
+                f"to run on live data.</div><div style='margin-top:.4em'>{facts}</div></div>")
+    return (f"<div style='border-left:4px solid #2c3e50;padding:.4em .8em;margin:.5em 0'>"
+            f"<b>Live data</b> · {facts}</div>")
+
+
+def _age(when: pd.Timestamp) -> str:
+    seconds = max(0.0, (pd.Timestamp(dt.datetime.now(dt.UTC)) - when).total_seconds())
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def parameters_table(parameters: Mapping[str, Any]) -> pd.DataFrame:
+    """The run's parameters as a two-column table (the parameters cell itself is hidden in reports)."""
+    return pd.DataFrame({"Parameter": list(parameters),
+                         "Value": [repr(v) for v in parameters.values()]}).set_index("Parameter")
+
+
+# --- summary -----------------------------------------------------------------------------------
+
+
+def summary_bullets(findings: Findings, strategy: Strategy, ranked: pd.DataFrame) -> str:
+    """Three Markdown bullets: what underperforms, what Mave recommends, which new copy scored best."""
+    return "\n".join([f"- {_finding_bullet(findings)}", f"- {_strategy_bullet(strategy)}",
+                      f"- {_variation_bullet(findings, ranked)}"])
+
+
+def _finding_bullet(findings: Findings) -> str:
+    tested = findings.tests.loc[findings.tests["reason"].isna(), "action_id"].nunique()
+    if findings.flagged.empty:
+        return (f"**No message underperforms** its channel among the {tested} tested "
+                f"(false discovery rate {findings.alpha:.0%}, at least {findings.min_relative_drop:.0%} worse).")
+    worst = findings.flagged.iloc[0]
+    n_messages = findings.flagged["action_id"].nunique()
+    return (f"**{n_messages} of {tested} messages underperform** their channel. The clearest: "
+            f"{_message(worst)} has a {_label(worst['metric'])} of {_pct(worst['rate'])} against "
+            f"{_pct(worst['baseline'])} for the rest of {_channel(worst['channel'])} "
+            f"({_relative(worst['relative_difference'])}, adjusted p = {worst['p_adjusted']:.1g}).")
+
+
+def _relative(value: float) -> str:
+    if not math.isfinite(value):
+        return "from a zero baseline"
+    return f"{value:+.0%} relative"
+
+
+def _strategy_bullet(strategy: Strategy) -> str:
+    if strategy.skipped or not strategy.content:
+        return f"**Mave was not asked for a strategy**: {strategy.skipped or 'no answer'}."
+    first = strategy.key_points[0] if strategy.key_points else strategy.content.splitlines()[0]
+    return f"**Mave's first recommendation**: {first.rstrip('.')}."
+
+
+def _variation_bullet(findings: Findings, ranked: pd.DataFrame) -> str:
+    if ranked.empty:
+        return "**No new variations were scored** (see credits and skipped calls below)."
+    best = ranked.sort_values(["lift_vs_current", "mean_score"], ascending=False, na_position="last").iloc[0]
+    names = dict(zip(findings.messages["action_id"].astype(int), findings.messages["name"], strict=True))
+    headline = best["subject"] or (best["body_outline"][0] if len(best["body_outline"]) else best["variation_id"])
+    lift = best["lift_vs_current"]
+    versus = "" if not math.isfinite(lift) else f", {lift:+.1f} points vs the current copy"
+    return (f"**Best new copy** for “{names.get(int(best['action_id']), best['action_id'])}”: "
+            f"“{headline}” scores {best['mean_score']:.1f}/10 with {int(best['personas'])} personas{versus}.")
+
+
+# --- funnel, underperformers, trend --------------------------------------------------------------
+
+
+def funnel_sentence(findings: Findings) -> str:
+    """One sentence on the spread of the click rate per channel and its baseline."""
+    rates = findings.rates[findings.rates["metric"] == "human_click_rate"]
+    rates = rates[rates["trials"] > 0]
+    if rates.empty:
+        return "No message had deliveries in this window."
+    parts = []
+    for channel, group in rates.groupby("channel", sort=True):
+        base = findings.baselines[(findings.baselines["channel"] == channel)
+                                  & (findings.baselines["metric"] == "human_click_rate")]["rate"]
+        low, high = group.loc[group["rate"].idxmin()], group.loc[group["rate"].idxmax()]
+        parts.append(f"{_channel(channel)} from {_pct(low['rate'])} (“{low['name']}”) to "
+                     f"{_pct(high['rate'])} (“{high['name']}”), pooled {_pct(base.iloc[0])}")
+    sent = int(findings.rates.loc[findings.rates["metric"] == "delivery_rate", "trials"].sum())
+    return (f"{findings.rates['action_id'].nunique()} messages were sent {sent:,} times in the window. "
+            f"Human click rate by channel: " + "; ".join(parts) + ".")
+
+
+def funnel_display(findings: Findings) -> Any:
+    """The funnel table styled for reading: rates with two decimals, a dash where a rate does not apply."""
+    table = findings.funnel
+    rates = [c for c in table.columns if c.endswith("(%)")]
+    return (table.style.format(precision=2, na_rep="–", subset=rates)
+            .format(thousands=",", subset=["Sent"], na_rep="–").hide(axis="index"))
+
+
+def flagged_table(findings: Findings) -> pd.DataFrame:
+    """Flagged (message, rate) pairs for display: rate with its 95% interval, baseline, effect, adjusted p."""
+    columns = ["Message", "Channel", "Rate", "Rate (%)", "95% CI (%)", "Rest of channel (%)",
+               "Relative difference", "Adjusted p", "Trials"]
+    if findings.flagged.empty:
+        return pd.DataFrame(columns=columns).set_index("Message")
+    f = findings.flagged
+    return pd.DataFrame({
+        "Message": [f"{n} (#{a})" for n, a in zip(f["name"], f["action_id"], strict=True)],
+        "Channel": f["channel"].map(_channel),
+        "Rate": f["metric"].map(lambda m: rate_definition(m).label),
+        "Rate (%)": (f["rate"].astype(float) * 100).round(2),
+        "95% CI (%)": [f"{100 * lo:.2f}–{100 * hi:.2f}" for lo, hi in zip(f["ci_low"], f["ci_high"], strict=True)],
+        "Rest of channel (%)": (f["baseline"].astype(float) * 100).round(2),
+        "Relative difference": [f"{v:+.0%}" if math.isfinite(v) else "n/a" for v in f["relative_difference"].astype(float)],
+        "Adjusted p": [f"{p:.1e}" for p in f["p_adjusted"].astype(float)],
+        "Trials": f["trials"].astype(int),
+    })[columns].set_index("Message")
+
+
+def underperformer_sentence(findings: Findings) -> str:
+    """What the chart shows, in one or two sentences."""
+    tested = findings.tests[findings.tests["reason"].isna()]
+    untested = findings.tests["reason"].notna().sum()
+    note = f" {untested} (message, rate) pairs had too little data to test." if untested else ""
+    if findings.flagged.empty:
+        return (f"None of the {len(tested)} tests across {tested['action_id'].nunique()} messages shows a "
+                f"material shortfall after the false-discovery-rate correction.{note}")
+    messages = findings.flagged.drop_duplicates("action_id")
+    listing = "; ".join(
+        f"{_message(row)}: " + ", ".join(
+            f"{_label(r.metric)} {_pct(r.rate)} vs {_pct(r.baseline)}"
+            for r in findings.flagged[findings.flagged["action_id"] == row.action_id].itertuples(index=False))
+        for row in messages.itertuples(index=False))
+    return (f"{len(findings.flagged)} of {len(tested)} tests flag {len(messages)} messages as significantly "
+            f"and materially worse than the rest of their channel: {listing}.{note}")
+
+
+def trend_sentence(findings: Findings) -> str:
+    """How the pooled rate moved per channel from the first to the last full period."""
+    trend = findings.trend
+    if trend.empty:
+        return "No trend: there are no metrics in the window."
+    label = _label(findings.trend_rate)
+    parts = []
+    for channel, rows in trend.sort_values("period_start").groupby("channel", sort=True):
+        rows = rows[rows["trials"] > 0]
+        if len(rows) < 2:
+            continue
+        first, last = rows.iloc[0], rows.iloc[-1]
+        overlap = first["ci_low"] <= last["ci_high"] and last["ci_low"] <= first["ci_high"]
+        verdict = "within noise" if overlap else ("up" if last["rate"] > first["rate"] else "down")
+        parts.append(f"{_channel(channel)} {_pct(first['rate'], 2)} → {_pct(last['rate'], 2)} ({verdict})")
+    if not parts:
+        return f"Too few periods to describe a trend in {label}."
+    return (f"Pooled {label}, first to last period: " + "; ".join(parts) +
+            ". Periods whose 95% bands overlap are not a real change.")
+
+
+# --- strategy, variations, credits -------------------------------------------------------------
+
+
+def strategy_markdown(strategy: Strategy, max_sources: int = 5) -> str:
+    """Mave's answer as Markdown, with its sources listed after it."""
+    if strategy.skipped or not strategy.content:
+        return f"_Mave was not asked: {strategy.skipped or 'no answer'}._"
+    lines = [strategy.content.strip()]
+    if strategy.sources:
+        lines += ["", "**Sources Mave cited**", ""]
+        for source in strategy.sources[:max_sources]:
+            title = str(source.get("title") or source.get("url") or "source")
+            url = source.get("url")
+            lines.append(f"- [{title}]({url})" if url else f"- {title}")
+    cost = "from cache, no credits" if strategy.cached else f"{strategy.credits} credits"
+    lines += ["", f"_Mave thread {strategy.thread_id or 'n/a'} ({cost})._"]
+    return "\n".join(lines)
+
+
+def variations_table(ranked: pd.DataFrame, scores: pd.DataFrame, action_id: int,
+                     drafts: Sequence[Variation] = ()) -> pd.DataFrame:
+    """One message's ranked variations and its current copy, with each persona's score and the
+    reasons given by the highest and the lowest scorer."""
+    rows = ranked[ranked["action_id"] == action_id]
+    if rows.empty:
+        return pd.DataFrame()
+    mine = scores[scores["action_id"] == action_id]
+    per_persona = mine.pivot_table(index="variation_id", columns="persona_name", values="score",
+                                   aggfunc="mean")
+    table = pd.DataFrame({
+        "Rank": [str(int(r)) for r in rows["rank"]],
+        "Copy": [_copy_text(r.subject, r.preheader, r.body_outline) for r in rows.itertuples(index=False)],
+        "Mean score (1-10)": rows["mean_score"].astype(float).to_numpy(),
+        "vs current": [f"{v:+.1f}" if math.isfinite(v) else "n/a"
+                       for v in rows["lift_vs_current"].astype(float)],
+        "Open / click (prob.)": [f"{o:.2f} / {c:.2f}"
+                                 for o, c in zip(rows["would_open"], rows["would_click"], strict=True)],
+        "Why (highest / lowest scorer)": [f"{b} / {w}" for b, w in
+                                          zip(rows["best_reason"], rows["worst_reason"], strict=True)],
+    }, index=pd.Index(rows["variation_id"].to_numpy(), name="Variation"))
+    control = mine[mine["variation_id"] == CURRENT]
+    if not control.empty:
+        live = next((d for d in drafts if d.action_id == action_id and d.variation_id == CURRENT), None)
+        ordered = control.sort_values(["score", "persona_name"], kind="stable")
+        table.loc[CURRENT] = [
+            "control",
+            "Current: " + (_copy_text(live.subject, live.preheader, live.body_outline) if live else "live copy"),
+            float(control["score"].mean()),
+            "",
+            f"{control['would_open'].mean():.2f} / {control['would_click'].mean():.2f}",
+            f"{ordered['reason'].iloc[-1]} / {ordered['reason'].iloc[0]}",
+        ]
+    for persona in per_persona.columns:
+        table.insert(len(table.columns) - 1, persona, per_persona[persona].reindex(table.index).to_numpy())
+    return table
+
+
+def variations_sections(findings: Findings, ranked: pd.DataFrame, scores: pd.DataFrame,
+                        drafts: Sequence[Variation] = ()) -> list[tuple[str, Any]]:
+    """(Markdown heading, styled table) per rewritten message, strongest evidence first."""
+    sections = []
+    for row in findings.messages.itertuples(index=False):
+        table = variations_table(ranked, scores, int(row.action_id), drafts)
+        if table.empty:
+            continue
+        shortfall = ", ".join(_label(m) for m in row.metrics)
+        styled = table.style.format(precision=1, na_rep="–").format(
+            precision=2, subset=["Mean score (1-10)"])
+        sections.append((f"### {_message(row)}: low {shortfall}", styled))
+    return sections
+
+
+def _copy_text(subject: str, preheader: str, outline: Sequence[str]) -> str:
+    parts = [p for p in (subject, preheader) if p]
+    if not parts and len(outline):
+        parts = [outline[0]]
+    return " — ".join(parts)
+
+
+def variations_sentence(findings: Findings, ranked: pd.DataFrame) -> str:
+    """Per message: the winner, its score and whether it beats the live copy."""
+    if ranked.empty:
+        return "No variations were scored."
+    names = dict(zip(findings.messages["action_id"].astype(int), findings.messages["name"], strict=True))
+    parts = []
+    for action_id, rows in ranked.groupby("action_id", sort=False):
+        top = rows.iloc[0]
+        lift = top["lift_vs_current"]
+        beat = sum(1 for v in rows["lift_vs_current"] if math.isfinite(v) and v > 0)
+        comparison = ("" if not math.isfinite(lift) else
+                      f", {beat} of {len(rows)} beat the current copy")
+        parts.append(f"“{names.get(int(action_id), action_id)}”: variation {top['variation_id']} leads with "
+                     f"{top['mean_score']:.1f}/10{comparison}")
+    return "; ".join(parts) + ". Persona scores are a screen before an A/B test, not a substitute for one."
+
+
+def credits_markdown(budget: Any, skipped: Sequence[SkippedStep], mavera_stats: Mapping[str, Any] | None = None) -> str:
+    """Credits spent of the budget, cache use, and every call that was skipped and why."""
+    summary = budget.summary()
+    lines = [f"Spent **{summary['spent']} of {summary['max_credits']} credits** this run "
+             f"({summary['remaining']} left)."]
+    if mavera_stats:
+        hits, misses = mavera_stats.get("cache_hits", 0), mavera_stats.get("cache_misses", 0)
+        lines[0] += (f" {hits} Mavera answers came from the local cache at no cost and {misses} "
+                     "were requested.")
+    if skipped:
+        lines += ["", f"**{len(skipped)} call(s) skipped**, so parts of this report are missing:", ""]
+        lines += [f"- {s.step}: {s.what} — {s.reason}" for s in skipped]
+    else:
+        lines.append("Nothing was skipped.")
+    return "\n".join(lines)
+
+
+def next_steps(findings: Findings, strategy: Strategy, ranked: pd.DataFrame,
+               skipped: Sequence[SkippedStep]) -> str:
+    """Markdown bullets of concrete follow-ups computed from the findings."""
+    steps = []
+    names = dict(zip(findings.messages["action_id"].astype(int), findings.messages["name"], strict=True))
+    for action_id, rows in ranked.groupby("action_id", sort=False):
+        top = rows.iloc[0]
+        name = names.get(int(action_id), action_id)
+        metric = findings.messages.loc[findings.messages["action_id"] == action_id, "metrics"].iloc[0][0]
+        if math.isfinite(top["lift_vs_current"]) and top["lift_vs_current"] <= 0:
+            steps.append(f"No new copy for “{name}” beat the current one with the personas: brief a "
+                         "copywriter with the strategy above before testing.")
+            continue
+        steps.append(f"A/B test variation {top['variation_id']} of “{name}” against the current copy; "
+                     f"decide on {_label(metric)}.")
+    unrewritten = findings.flagged[~findings.flagged["action_id"].isin(findings.messages["action_id"])]
+    if not unrewritten.empty:
+        steps.append(f"{unrewritten['action_id'].nunique()} more flagged message(s) were not rewritten: "
+                     "raise `max_underperformers` to include them.")
+    if findings.flagged.empty:
+        steps.append("Nothing underperforms: re-run with a longer window (`days`) or another `channel` "
+                     "to look for smaller effects.")
+    if skipped:
+        steps.append("Raise `max_credits` and re-run: cached answers cost nothing, so only the skipped "
+                     "calls will be paid for.")
+    if strategy.content:
+        steps.append("Share the strategy above with the copywriters; the persona scores show which "
+                     "audiences each direction wins or loses.")
+    steps.append("Re-run this report after the test ends (same parameters) to check that the "
+                 "flagged rates moved towards their channel baseline.")
+    return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))

@@ -14,7 +14,6 @@ import base64
 import datetime as dt
 import hmac
 import json
-import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -23,12 +22,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .mavera_errors import MaveraHTTPError
+from .mavera_errors import invalid as _invalid
+from .mavera_errors import missing as _missing
+from .mavera_errors import not_found as _not_found
+from .mavera_focus import (
+    MAX_FOCUS_PERSONAS,
+    focus_cost,
+    focus_results,
+    parse_questions,
+    parse_stimuli,
+)
 from .mavera_personas import Persona, custom_traits
 from .mavera_state import FocusGroup, MaveraState, Thread
 from .mavera_text import (
-    SANDBOX_MARK,
     SchemaError,
-    affinity,
     canonical,
     chat_reply,
     count_tokens,
@@ -37,9 +45,7 @@ from .mavera_text import (
     generation_variations,
     keywords,
     mave_answer,
-    reason,
     rng_for,
-    scale_score,
     snippet,
 )
 from .state import MAVERA_PREFIX, SandboxState
@@ -49,11 +55,6 @@ ACCEPTED_MODELS = ("mavera-1",)  # §3: the only documented model
 REQUIRE_PERSONA_ID = False
 DEFAULT_WORKSPACE_ID = "ws_sandbox"
 
-# Error `type` per status. Only 400/401/429 types are documented (§1.2); the rest are NOT FOUND,
-# so clients must branch on status + code, never on type.
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-               403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
-               422: "invalid_request_error", 429: "rate_limit_error"}
 # Duplicate custom-persona name: 422 per integration pages only (§1.3); the code name is NOT FOUND.
 DUPLICATE_NAME_STATUS = 422
 DUPLICATE_NAME_CODE = "duplicate_name"
@@ -77,16 +78,6 @@ MAVE_FOLLOW_UP_DISCOUNT = 0.7  # [2ND]: follow-ups in a thread are 30-50% cheape
 PIPELINES = {"north_star": ("name", "description"), "intermediate": ("name", "type"),
              "advanced": ("name", "type")}
 PERSONA_TYPES = ("B2B", "B2C")
-
-# Focus-group wire shapes are NOT FOUND in the docs (§7); these names follow the reference's
-# emulator suggestion. Status casing: lowercase, advancing one step per GET.
-FOCUS_GROUP_STATUSES = ("pending", "processing", "completed")
-QUESTION_TYPES = ("rating", "nps", "likert", "yes_no", "multiple_choice", "open_ended")
-DEFAULT_FOCUS_QUESTION = {"type": "rating",
-                          "text": "How likely would you be to engage with this message?"}
-MAX_FOCUS_PERSONAS = 10
-MAX_FOCUS_QUESTIONS = 20
-MAX_FOCUS_STIMULI = 20
 
 MAX_GENERATION_VARIATIONS = 20
 # Generation apps: the list endpoint's schema is NOT FOUND (§8.1); fields follow the feature page
@@ -131,33 +122,6 @@ GENERATION_APPS: tuple[dict[str, Any], ...] = (
          {"name": "variations", "type": "integer", "required": False, "default": 3}]},
 )
 APPS_BY_ID = {app["id"]: app for app in GENERATION_APPS}
-
-
-class MaveraHTTPError(Exception):
-    """An error answer in the documented envelope."""
-
-    def __init__(self, status: int, code: str, message: str, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.param = status, code, message, param
-        self.headers = headers or {}
-
-    def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": ERROR_TYPES.get(self.status, "api_error"),
-                          "code": self.code, "param": self.param}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
-
-
-def _missing(param: str) -> MaveraHTTPError:
-    return MaveraHTTPError(400, "missing_field", f"Missing required field '{param}'.", param)
-
-
-def _invalid(param: str | None, why: str) -> MaveraHTTPError:
-    return MaveraHTTPError(400, "invalid_field", f"Invalid value for '{param}': {why}", param)
-
-
-def _not_found(kind: str, ident: str, param: str | None = None) -> MaveraHTTPError:
-    return MaveraHTTPError(404, "resource_not_found", f"No {kind} with id '{ident}'.", param)
 
 
 def _now_unix() -> int:
@@ -933,137 +897,6 @@ class MaveraApi:
 
     # ------------------------------------------------------------ focus groups
 
-    @staticmethod
-    def _stimuli(body: dict[str, Any]) -> list[dict[str, str]]:
-        raw = body.get("stimuli")
-        if raw is None and body.get("stimulus") is not None:
-            raw = [body["stimulus"]]
-        if raw is None:
-            return []
-        if not isinstance(raw, list) or len(raw) > MAX_FOCUS_STIMULI:
-            raise _invalid("stimuli", f"must be a list of at most {MAX_FOCUS_STIMULI} texts")
-        out = []
-        for i, item in enumerate(raw):
-            if isinstance(item, str):
-                text, ident = item, None
-            elif isinstance(item, dict):
-                text = item.get("text", item.get("content"))
-                ident = item.get("id")
-            else:
-                text, ident = None, None
-            if not isinstance(text, str) or not text.strip():
-                raise _invalid(f"stimuli[{i}]", "each stimulus needs non-empty text")
-            out.append({"id": str(ident) if ident else f"stim_{i + 1}", "text": text})
-        if len({s["id"] for s in out}) != len(out):
-            raise _invalid("stimuli", "stimulus ids must be unique")
-        return out
-
-    @staticmethod
-    def _questions(body: dict[str, Any], has_stimuli: bool) -> list[dict[str, Any]]:
-        raw = body.get("questions")
-        if raw is None:
-            if not has_stimuli:
-                raise _missing("questions")
-            raw = [DEFAULT_FOCUS_QUESTION]
-        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_FOCUS_QUESTIONS:
-            raise _invalid("questions", f"must be a list of 1 to {MAX_FOCUS_QUESTIONS} questions")
-        out = []
-        for i, item in enumerate(raw):
-            question = {"type": "rating", "text": item} if isinstance(item, str) else item
-            if not isinstance(question, dict) or not isinstance(question.get("text"), str):
-                raise _invalid(f"questions[{i}]", "each question needs a text")
-            kind = str(question.get("type", "rating")).lower()
-            if kind not in QUESTION_TYPES:
-                raise _invalid(f"questions[{i}].type", f"must be one of {list(QUESTION_TYPES)}")
-            entry: dict[str, Any] = {"id": str(question.get("id") or f"q_{i + 1}"), "type": kind,
-                                     "text": question["text"]}
-            if kind == "multiple_choice":
-                options = question.get("options")
-                if not isinstance(options, list) or len(options) < 2:
-                    raise _missing(f"questions[{i}].options")
-                entry["options"] = options
-            scale = question.get("scale") or {}
-            if kind == "rating":
-                entry["scale"] = {"min": scale.get("min", 1), "max": scale.get("max", 10)}
-            elif kind == "nps":
-                entry["scale"] = {"min": 0, "max": 10}
-            elif kind == "likert":
-                entry["scale"] = {"min": 1, "max": scale.get("max", question.get("points", 5))}
-            if "scale" in entry and entry["scale"]["min"] >= entry["scale"]["max"]:
-                raise _invalid(f"questions[{i}].scale", "min must be below max")
-            out.append(entry)
-        return out
-
-    @staticmethod
-    def _focus_cost(personas: int, stimuli: int, questions: int) -> int:
-        return min(200, 50 + 5 * personas * max(1, stimuli) * questions)
-
-    @staticmethod
-    def _answer(question: dict[str, Any], stimulus: dict[str, str] | None,
-                persona: Persona) -> dict[str, Any]:
-        text = stimulus["text"] if stimulus else question["text"]
-        liking = affinity(text, persona, f"focus:{question['text']}")
-        score: Any = None
-        kind = question["type"]
-        why = reason(text, persona, liking)
-        if "scale" in question:
-            score = scale_score(liking, question["scale"]["min"], question["scale"]["max"])
-            answer = f"{score}"
-        elif kind == "yes_no":
-            answer = "yes" if liking >= 0.5 else "no"
-            score = 1 if answer == "yes" else 0
-        elif kind == "multiple_choice":
-            options = question["options"]
-            answer = str(options[min(len(options) - 1, int(liking * len(options)))])
-        else:
-            answer = chat_reply(f"{question['text']} {text}", persona, salt="focus")
-        return {"persona_id": persona.id, "persona_name": persona.name,
-                "stimulus_id": stimulus["id"] if stimulus else None,
-                "score": score, "answer": answer, "reasoning": why}
-
-    @staticmethod
-    def _aggregate(question: dict[str, Any], responses: list[dict[str, Any]]) -> dict[str, Any]:
-        scores = [r["score"] for r in responses if isinstance(r["score"], int | float)]
-        distribution: dict[str, int] = {}
-        if question["type"] != "open_ended":
-            for r in responses:
-                distribution[str(r["answer"])] = distribution.get(str(r["answer"]), 0) + 1
-        out: dict[str, Any] = {"responses": len(responses), "distribution": distribution}
-        if scores and "scale" in question:
-            out.update(mean=round(statistics.fmean(scores), 2), median=statistics.median(scores),
-                       std_dev=round(statistics.pstdev(scores), 2))
-        if question["type"] == "nps" and scores:
-            promoters = sum(s >= 9 for s in scores) / len(scores)
-            detractors = sum(s <= 6 for s in scores) / len(scores)
-            out["nps_score"] = round(100 * (promoters - detractors), 1)
-        return out
-
-    def _focus_results(self, personas: list[Persona], questions: list[dict[str, Any]],
-                       stimuli: list[dict[str, str]]) -> dict[str, Any]:
-        per_question = []
-        targets: list[dict[str, str] | None] = list(stimuli) or [None]
-        for question in questions:
-            responses = [self._answer(question, s, p) for s in targets for p in personas]
-            per_question.append({"question_id": question["id"], "question": question["text"],
-                                 "type": question["type"], "scale": question.get("scale"),
-                                 "aggregate": self._aggregate(question, responses),
-                                 "responses": responses})
-        scored = next((q for q in per_question if q["scale"]), None)
-        stimulus_rows = []
-        for s in stimuli:
-            rows = [r for r in (scored["responses"] if scored else []) if r["stimulus_id"] == s["id"]]
-            scores = {r["persona_id"]: r["score"] for r in rows}
-            mean = round(statistics.fmean(scores.values()), 2) if scores else None
-            stimulus_rows.append({"stimulus_id": s["id"], "text": s["text"], "mean_score": mean,
-                                  "scores": scores})
-        ranked = sorted(stimulus_rows, key=lambda r: -(r["mean_score"] or 0))
-        for rank, row in enumerate(ranked, 1):
-            row["rank"] = rank
-        best = ranked[0]["stimulus_id"] if ranked and ranked[0]["mean_score"] is not None else None
-        summary = (f"{SANDBOX_MARK}{len(personas)} personas answered {len(questions)} question(s)"
-                   + (f" about {len(stimuli)} stimuli; highest mean score: {best}." if stimuli else "."))
-        return {"questions": per_question, "stimuli": stimulus_rows, "summary": summary}
-
     def _focus_object(self, group: FocusGroup) -> dict[str, Any]:
         out = {"id": group.id, "object": "focus_group", **group.body, "status": group.status,
                "credits_used": group.credits, "created_at": group.created_at,
@@ -1088,13 +921,13 @@ class MaveraApi:
             if persona is None:
                 raise MaveraHTTPError(400, "invalid_persona", f"Unknown persona_id '{ident}'.", "persona_ids")
             personas.append(persona)
-        stimuli = self._stimuli(body)
-        questions = self._questions(body, has_stimuli=bool(stimuli))
+        stimuli = parse_stimuli(body)
+        questions = parse_questions(body, has_stimuli=bool(stimuli))
         sample_size = body.get("sample_size", len(personas))
         if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
             raise _invalid("sample_size", "must be a positive integer")
-        cost = self._focus_cost(len(personas), len(stimuli), len(questions))
-        result = self._focus_results(personas, questions, stimuli)
+        cost = focus_cost(len(personas), len(stimuli), len(questions))
+        result = focus_results(personas, questions, stimuli)
         now = _now_iso()
         with self.mv.lock:
             if self.mv.active_focus_groups() >= FOCUS_GROUP_MAX_CONCURRENT:

@@ -534,3 +534,32 @@ def test_fast_attribute_reader_matches_the_workspace_formatting(api: Api) -> Non
     ws = api.server.state.workspace
     rows = list(range(0, 2000, 37))
     assert cio_data(api.server.state).people.attribute_strings(rows) == customer_attribute_strings(ws, rows)
+
+
+def test_sandbox_serve_prints_exports_and_serves_until_interrupted() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    # Only this command's parser: the full CLI also imports every other area's command module.
+    program = ("import argparse, sys; from cio_mavera.commands import sandbox; "
+               "parser = argparse.ArgumentParser(); sandbox.register(parser.add_subparsers()); "
+               "args = parser.parse_args(sys.argv[1:]); sys.exit(args.handler(args))")
+    process = subprocess.Popen(
+        [sys.executable, "-c", program, "sandbox", "serve", "--port", "0", "--customers", "50",
+         "--region", "eu", "--app-rps", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        exports = {}
+        while len(exports) < 8:
+            line = process.stdout.readline()
+            assert line, process.stderr.read()
+            name, _, value = line.strip().removeprefix("export ").partition("=")
+            exports[name] = value
+        assert exports["CIO_REGION"] == "eu" and exports["CIO_APP_URL"].endswith("/cio-eu/app")
+        response = httpx.get(exports["CIO_APP_URL"] + "/v1/segments",
+                             headers={"Authorization": f"Bearer {exports['CIO_APP_KEY']}"}, timeout=30)
+        assert response.status_code == 200 and response.json()["segments"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0

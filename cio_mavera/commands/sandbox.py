@@ -88,7 +88,8 @@ def serve_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
                           "pick another --port or 0 for any free one") from exc
     public_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
-    for name, value in state.env(f"http://{public_host}:{server.port}").items():
+    env = {**state.env(f"http://{public_host}:{server.port}"), "CIO_REGION": args.region}
+    for name, value in env.items():
         print(f"export {name}={shlex.quote(value)}")
     sys.stdout.flush()
     print(f"sandbox: listening on http://{public_host}:{server.port} (Ctrl-C to stop)",

@@ -70,6 +70,10 @@ class RequestStats:
             self.waited_s += waited_s
             self.by_route[route] += 1
 
+    def add_wait(self, seconds: float) -> None:
+        with self._lock:
+            self.waited_s += seconds
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {"requests": self.requests, "retries": self.retries,
@@ -211,7 +215,7 @@ class HttpClient:
                 pause = self.retry.backoff(attempt)
                 log.warning("%s %s: %s; retry %d in %.2fs", self.service, route,
                             type(exc).__name__, attempt, pause)
-                time.sleep(pause)
+                self._pause(pause)
                 continue
 
             self.stats.record(route, response.status_code, attempt > 0, waited)
@@ -232,7 +236,12 @@ class HttpClient:
             elif pause > self.retry.max_retry_after_s:
                 raise self._error(response, route, attempt)
             log.warning("%s %s -> %d; retry %d in %.2fs", self.service, route, status, attempt, pause)
-            time.sleep(pause)
+            self._pause(pause)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep between retries, counted in stats.waited_s with the limiter's waits."""
+        self.stats.add_wait(seconds)
+        time.sleep(seconds)
 
     def _error(self, response: httpx.Response, route: str, attempts: int) -> ApiError:
         error = self._error_factory(response, route)

@@ -80,7 +80,7 @@ class SandboxMiddleware:
             self.state.stats.count(f"{scope['method']} {route_template(path)}")
             if self.state.config.latency_ms:
                 await asyncio.sleep(self.state.config.latency_ms / 1000)
-            fault = self.state.take_fault(path)
+            fault = self.state.take_fault(path, scope["method"])
             if fault is not None:
                 await _fault_response(path, fault)(scope, receive, marking_send)
                 return
@@ -119,10 +119,12 @@ def _admin_routes(state: SandboxState) -> list[Route]:
         return JSONResponse({"reset": True})
 
     async def faults(request: Request) -> JSONResponse:
-        """Script faults: {"prefix": "/cio/app", "status": 503, "count": 5, "retry_after": 1}."""
+        """Script faults: {"prefix": "/cio/app", "status": 503, "count": 5, "retry_after": 1,
+        "method": "POST"} (method optional)."""
         spec = await request.json()
         fault = Fault(prefix=spec.get("prefix", "/"), status=int(spec["status"]),
-                      count=int(spec.get("count", 1)), retry_after=spec.get("retry_after"))
+                      count=int(spec.get("count", 1)), retry_after=spec.get("retry_after"),
+                      method=spec.get("method"))
         with state.lock:
             state.faults.append(fault)
         return JSONResponse({"scheduled": fault.__dict__})
@@ -166,6 +168,8 @@ class SandboxServer:
         self.state = state
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit this; without it Nagle + delayed ACK add ~40 ms a request.
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
         config = uvicorn.Config(create_app(state), log_level="warning", access_log=False,

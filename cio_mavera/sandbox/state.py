@@ -55,6 +55,7 @@ class Fault:
     status: int
     count: int
     retry_after: int | None = None
+    method: str | None = None  # only requests with this method, when set
 
 
 @dataclass
@@ -146,11 +147,12 @@ class SandboxState:
         """What the generator planted (tests only; notebooks never read it)."""
         return self.workspace.truth
 
-    def take_fault(self, path: str) -> Fault | None:
+    def take_fault(self, path: str, method: str = "GET") -> Fault | None:
         """The scripted or random fault to answer this request with, if any."""
         with self.lock:
             for fault in self.faults:
-                if path.startswith(fault.prefix) and fault.count > 0:
+                if (path.startswith(fault.prefix) and fault.count > 0
+                        and fault.method in (None, method.upper())):
                     fault.count -= 1
                     if fault.count == 0:
                         self.faults.remove(fault)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -27,7 +29,7 @@ from cio_mavera.jobs.clustering import (
     fit_clusters,
     prepare_attributes,
 )
-from cio_mavera.jobs.pii import contains_pii
+from cio_mavera.jobs.pii import contains_pii, strip_pii
 
 NOW = "2025-06-01T00:00:00Z"
 _NOW_S = 1748736000
@@ -176,9 +178,12 @@ def test_relevance_weighting_mutes_attributes_unrelated_to_the_rest() -> None:
         assert relevance[planted] > 0.4
     for noise in ("seats", "company_size", "marketing_opt_in"):
         assert relevance[noise] < 0.05
-    weighted, _ = build_features(typed, schema)
-    seats = names.index("seats")
-    assert weighted[:, seats].var() < 0.05 * X[:, seats].var()
+    weighted, kept = build_features(typed, schema)
+    assert "seats" not in kept and not any(n.startswith("company_size=") for n in kept)
+    mrr = names.index("log1p(mrr)")
+    assert weighted[:, kept.index("log1p(mrr)")].var() == pytest.approx(
+        relevance["mrr"] * X[:, mrr].var(), rel=0.01
+    )
 
 
 def test_profiles_name_the_distinguishing_attributes_without_pii() -> None:
@@ -230,3 +235,27 @@ def test_infer_schema_on_fixture_types_each_column() -> None:
     assert kinds["plan"] == "categorical"
     assert kinds["marketing_opt_in"] == "boolean"
     assert kinds["notes"] == "text"
+
+
+def _workspace_frame(seed: int, n: int) -> tuple[pd.DataFrame, np.ndarray]:
+    workspace = pytest.importorskip("cio_mavera.sandbox.workspace")
+    ws = workspace.generate_workspace(seed=seed, customers=n, end_date=dt.date(2025, 6, 1))
+    raw = pd.DataFrame(workspace.customer_attribute_strings(ws, range(n)))
+    assert all(isinstance(v, str) for v in raw.drop(columns="cio_id").stack())
+    return raw, ws
+
+
+@pytest.mark.parametrize("seed", [7, 11, 23])
+def test_sandbox_workspace_clusters_are_recovered(seed: int) -> None:
+    raw, ws = _workspace_frame(seed, 3000)
+    typed, schema = prepare_attributes(raw, now="2025-06-01")
+    clean, dropped = strip_pii(raw.set_index("cio_id"))
+    assert {"email", "first_name", "last_name", "phone", "street_address", "id"} <= set(dropped)
+    X, names = build_features(typed, schema, seed=seed)
+    assert not any(n.split("=")[0] in dropped for n in names)
+    selection = choose_k(X, range(2, 9), sample_size=2000, resamples=3, seed=seed)
+    labels = fit_clusters(X, selection.k, seed=seed)
+    truth = ws.truth["clusters"]
+    assert selection.k == truth["k"]
+    expected = np.array([truth["assignments"][c] for c in typed.index])
+    assert adjusted_rand_score(expected, labels) >= 0.8

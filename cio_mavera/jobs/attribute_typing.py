@@ -291,11 +291,13 @@ def _infer_string(
     lengths = sample.str.len()
     median_len = float(lengths.median())
     spaced = sample.str.contains(r"\s", regex=True).mean()
+    words = float(sample.str.count(r"\s+").median()) + 1
     shares = counts / n_present
     kept = shares[shares >= rare_share].head(max_categories)
     coverage = float(kept.sum())
     fits = len(counts) <= max_categories or coverage >= 0.5
-    if fits and median_len <= 40 and len(kept) >= 1:
+    # Sentences (notes, comments) are free text even when a few canned ones repeat.
+    if fits and median_len <= 40 and words < 4 and len(kept) >= 1:
         grouped = len(counts) - len(kept)
         reason = f"{len(kept)} categories" + (
             f"; {grouped} rare values ({1 - coverage:.1%} of rows) grouped as '{OTHER}'"
@@ -308,8 +310,8 @@ def _infer_string(
         )
     if unique_share >= 0.9 and spaced < 0.1 and median_len <= 64:
         return ColumnSchema(name, IDENTIFIER, False, "nearly every value unique, no spaces", **base)
-    if median_len > 40 or spaced >= 0.5:
-        why = f"free text (median {median_len:.0f} chars, {unique_share:.0%} unique)"
+    if median_len > 40 or words >= 4 or spaced >= 0.5:
+        why = f"free text (median {median_len:.0f} chars, {words:.0f} words, {unique_share:.0%} unique)"
     else:
         why = (f"high-cardinality strings ({len(counts)} values; the top {len(kept)} cover "
                f"{coverage:.0%})")

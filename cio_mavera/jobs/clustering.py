@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
+from threadpoolctl import threadpool_limits
 
 from cio_mavera.errors import CioMaveraError, InvalidParameter
 from cio_mavera.jobs.attribute_typing import BOOLEAN, Schema, apply_schema, infer_schema
@@ -86,14 +87,14 @@ def build_features(
     plus a missing indicator when 1-99% are missing. Categoricals: one-hot, scaled so the whole
     attribute has unit variance however many levels it has (so categoricals do not dominate).
     With `weighting="relevance"` each attribute is then scaled by the square root of its
-    `attribute_relevance`, so attributes unrelated to every other one (noise) stop blurring the
-    clusters; `weighting="equal"` skips that.
+    `attribute_relevance` and near-zero ones are dropped, so attributes unrelated to every other
+    one (noise) stop blurring the clusters; `weighting="equal"` skips that.
     """
     X, names, groups = _scaled_features(
         typed_df, schema, numeric_weight, categorical_weight, missing_weight, clip
     )
     if weighting == "relevance":
-        X = apply_relevance(X, groups, attribute_relevance(X, groups, seed=seed))
+        X, names = apply_relevance(X, names, attribute_relevance(X, groups, seed=seed))
     elif weighting != "equal":
         raise InvalidParameter(f"weighting must be 'relevance' or 'equal', got {weighting!r}")
     return X, names
@@ -115,7 +116,7 @@ def attribute_relevance(
     groups: list[str],
     *,
     cells: int = 20,
-    sample_size: int = 5000,
+    sample_size: int = 3000,
     seed: int = 0,
 ) -> pd.Series:
     """Return, per attribute, the share of its variance explained by all the *other* attributes.
@@ -139,7 +140,10 @@ def attribute_relevance(
         if own.all():
             scores[attr] = 1.0
             continue
-        cells_of = KMeans(n_clusters=n_cells, n_init=1, random_state=seed).fit_predict(Xs[:, ~own])
+        with threadpool_limits(limits=1, user_api="openmp"):
+            cells_of = KMeans(n_clusters=n_cells, n_init=1, max_iter=50, random_state=seed).fit_predict(
+                Xs[:, ~own]
+            )
         B = Xs[:, own]
         total = ((B - B.mean(axis=0)) ** 2).sum()
         if total <= 0:
@@ -155,12 +159,22 @@ def attribute_relevance(
     return pd.Series(scores, name="relevance")
 
 
-def apply_relevance(X: np.ndarray, groups: list[str], relevance: pd.Series) -> np.ndarray:
-    """Return X with each attribute's columns scaled by sqrt(relevance) (unchanged if none relate)."""
+def apply_relevance(
+    X: np.ndarray,
+    names: list[str],
+    relevance: pd.Series,
+    *,
+    min_relevance: float = 0.02,
+) -> tuple[np.ndarray, list[str]]:
+    """Return (X, names) with each attribute scaled by sqrt(relevance), dropping those below
+    `min_relevance`; unchanged when no attribute relates to another (weighting would add noise)."""
     if relevance.max() < 0.05:
-        return X  # no attribute shares structure with another: weighting would only add noise
-    w = np.sqrt(relevance.reindex(groups).fillna(0.0).to_numpy(dtype=np.float64))
-    return np.ascontiguousarray(X * w.astype(np.float32)[None, :], dtype=np.float32)
+        return X, list(names)
+    rel = relevance.reindex(feature_groups(names)).fillna(0.0).to_numpy(dtype=np.float64)
+    keep = rel >= min_relevance
+    w = np.sqrt(rel[keep]).astype(np.float32)
+    Xw = np.ascontiguousarray(X[:, keep] * w[None, :], dtype=np.float32)
+    return Xw, [n for n, k in zip(names, keep, strict=True) if k]
 
 
 def _scaled_features(
@@ -233,21 +247,11 @@ def choose_k(
     # With few rows, 80% subsamples still differ between resamples, which the stability check needs.
     m = sample_size if n > sample_size else max(3 * ks[-1], int(0.8 * n))
     ref = rng.choice(n, size=min(n, sample_size), replace=False)
+    X_ref = np.asarray(X[ref], dtype=np.float64)
     sil: dict[int, list[float]] = {k: [] for k in ks}
     preds: dict[int, list[np.ndarray]] = {k: [] for k in ks}
     for r in range(max(1, resamples)):
-        idx = np.sort(rng.choice(n, size=m, replace=False))
-        Xs = X[idx]
-        for k in ks:
-            km = KMeans(n_clusters=k, n_init=4, random_state=seed + r).fit(Xs)
-            if len(np.unique(km.labels_)) < 2:
-                sil[k].append(-1.0)
-            else:
-                sil[k].append(
-                    float(silhouette_score(Xs, km.labels_, sample_size=min(m, silhouette_sample),
-                                           random_state=seed + r))
-                )
-            preds[k].append(km.predict(X[ref]))
+        _fit_resample(X, X_ref, ks, m, rng, seed + r, silhouette_sample, sil, preds)
     rows = []
     for k in ks:
         pairs = list(combinations(preds[k], 2))
@@ -272,6 +276,32 @@ def choose_k(
         reason = (f"k={k}: best mean silhouette ({best['silhouette']:.3f}); no k was stable across "
                   f"resamples (ARI < {stability_threshold}), so the clusters are weak")
     return Selection(k=k, table=table, stable=bool(len(stable_rows)), reason=reason)
+
+
+def _fit_resample(
+    X: np.ndarray,
+    X_ref: np.ndarray,
+    ks: list[int],
+    m: int,
+    rng: np.random.Generator,
+    seed: int,
+    silhouette_sample: int,
+    sil: dict[int, list[float]],
+    preds: dict[int, list[np.ndarray]],
+) -> None:
+    idx = np.sort(rng.choice(len(X), size=m, replace=False))
+    Xs = np.asarray(X[idx], dtype=np.float64)
+    # Sample-sized fits are fastest on one thread, and OpenMP spin-waiting on a busy machine
+    # otherwise makes them ten times slower.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        for k in ks:
+            km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(Xs)
+            if len(np.unique(km.labels_)) < 2:
+                sil[k].append(-1.0)
+            else:
+                sil[k].append(float(silhouette_score(
+                    Xs, km.labels_, sample_size=min(m, silhouette_sample), random_state=seed)))
+            preds[k].append(km.predict(X_ref))
 
 
 def fit_clusters(
@@ -312,9 +342,9 @@ def cluster(
         categorical_weight=categorical_weight,
     )
     groups = feature_groups(names)
-    relevance = attribute_relevance(X, groups, sample_size=sample_size, seed=seed)
+    relevance = attribute_relevance(X, groups, seed=seed)
     if weighting == "relevance":
-        X = apply_relevance(X, groups, relevance)
+        X, names = apply_relevance(X, names, relevance)
     elif weighting != "equal":
         raise InvalidParameter(f"weighting must be 'relevance' or 'equal', got {weighting!r}")
     selection = None

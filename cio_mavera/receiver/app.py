@@ -118,6 +118,17 @@ class WebhookEndpoint:
         await _respond(send, 200, {"status": "duplicate", "event_id": event.event_id})
 
 
+class ReceiverApp(Starlette):
+    """Starlette app whose webhook POST skips routing and middleware (the hot path, ~20% cheaper)."""
+
+    webhook: WebhookEndpoint
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == WEBHOOK_PATH:
+            return await self.webhook(scope, receive, send)  # an unexpected error: uvicorn answers 500
+        await super().__call__(scope, receive, send)
+
+
 def _secret_bytes(secret: str | bytes | Secret | None) -> bytes | None:
     if isinstance(secret, Secret):
         secret = secret.reveal()
@@ -163,7 +174,7 @@ def create_app(queue: WebhookQueue, secret: str | bytes | Secret | None, *,
         yield
         await queue.aclose()  # the SQLite writer finishes its last group commit first
 
-    app = Starlette(
+    app = ReceiverApp(
         routes=[
             Route(WEBHOOK_PATH, endpoint, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -171,6 +182,7 @@ def create_app(queue: WebhookQueue, secret: str | bytes | Secret | None, *,
         ],
         lifespan=lifespan,
     )
+    app.webhook = endpoint
     app.state.metrics = metrics
     app.state.queue = queue
     return app

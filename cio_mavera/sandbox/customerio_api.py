@@ -511,7 +511,14 @@ def app_routes(state: SandboxState) -> list[Route]:
     for prefix, region in ((CIO_APP_PREFIX, "us"), (CIO_APP_EU_PREFIX, "eu")):
         for path, handler, methods in table:
             routes.append(Route(prefix + path, app.guard(handler, region), methods=methods))
+        # Anything else under the App host: 401/429 first, then a 404 in the errors envelope.
+        routes.append(Route(prefix + "/{rest:path}", app.guard(_unknown_route, region),
+                            methods=["GET", "POST", "PUT", "DELETE", "PATCH"]))
     return routes
+
+
+async def _unknown_route(request: Request) -> JSONResponse:
+    raise AppError(404, f"the sandbox does not implement {request.method} {request.url.path}")
 
 
 def routes(state: SandboxState) -> list[Route]:

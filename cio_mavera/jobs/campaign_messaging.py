@@ -189,17 +189,19 @@ def analyse(data: CampaignData, *, max_underperformers: int = 3, alpha: float = 
     """
     if max_underperformers < 0:
         raise JobInputError("max_underperformers must be >= 0")
-    actions = data.actions
+    actions, metrics = data.actions, data.metrics
     if data.channel != "all":
         actions = actions[actions["channel"] == data.channel]
-    rates = campaign_stats.action_rates(data.metrics, actions, start=data.start, end=data.end)
+        keep = metrics["action_id"].isna() | metrics["action_id"].isin(actions["action_id"])
+        metrics = metrics[keep]
+    rates = campaign_stats.action_rates(metrics, actions, start=data.start, end=data.end)
     baselines = campaign_stats.channel_baselines(rates)
     tests = campaign_stats.find_underperformers(rates, alpha=alpha, min_trials=min_trials,
                                                 min_relative_drop=min_relative_drop)
     in_scope = _in_campaigns(tests, data.campaign_ids)
     flagged = tests[in_scope & tests["flagged"].astype(bool)].reset_index(drop=True)
     messages = _underperforming_messages(flagged, data.actions, max_underperformers)
-    window = data.metrics[pd.to_datetime(data.metrics["bucket_start"], utc=True).between(
+    window = metrics[pd.to_datetime(metrics["bucket_start"], utc=True).between(
         data.start, data.end, inclusive="left")]
     freq = "D" if data.days <= 21 else "W"
     trend = campaign_stats.daily_trend(window, actions, rate=trend_rate, freq=freq)
@@ -672,7 +674,7 @@ def score_prompt(variation: Variation) -> str:
 def score_variations(client: Any, variations: Sequence[Variation],
                      personas: Sequence[Mapping[str, Any]],
                      mode: ValidationMode = "responses", *, timeout_s: float = 120.0,
-                     skipped: list[SkippedStep] | None = None) -> pd.DataFrame:
+                     poll_s: float = 2.0, skipped: list[SkippedStep] | None = None) -> pd.DataFrame:
     """One row per (variation, persona): score 1-10, open/click probability and a reason.
 
     `responses`: one structured Responses call per pair (JSON schema). `focus_group`: one focus
@@ -693,7 +695,8 @@ def score_variations(client: Any, variations: Sequence[Variation],
         for variation in variations:
             by_message.setdefault(variation.action_id, []).append(variation)
         for action_id, group in by_message.items():
-            rows.extend(_score_with_focus_group(client, action_id, group, personas, timeout_s, skipped))
+            rows.extend(_score_with_focus_group(client, action_id, group, personas, timeout_s, poll_s,
+                                                skipped))
     return pd.DataFrame(rows, columns=_SCORE_COLUMNS)
 
 
@@ -732,7 +735,7 @@ def _clip(value: Any, low: float, high: float) -> float:
 
 
 def _score_with_focus_group(client: Any, action_id: int, variations: Sequence[Variation],
-                            personas: Sequence[Mapping[str, Any]], timeout_s: float,
+                            personas: Sequence[Mapping[str, Any]], timeout_s: float, poll_s: float,
                             skipped: list[SkippedStep] | None) -> list[dict[str, Any]]:
     questions: list[dict[str, Any]] = []
     for v in variations:
@@ -748,7 +751,7 @@ def _score_with_focus_group(client: Any, action_id: int, variations: Sequence[Va
     try:
         result = client.focus_group([str(p["id"]) for p in personas], questions,
                                     name=f"cio-mavera message {action_id} variations",
-                                    timeout_s=timeout_s)
+                                    timeout_s=timeout_s, poll_s=poll_s)
     except _skippable() as exc:
         _skip(skipped, "score", f"focus group for message {action_id}", exc)
         return []

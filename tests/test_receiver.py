@@ -335,3 +335,30 @@ def test_sigkill_during_replay_loses_no_acknowledged_event(tmp_path):
     finally:
         stored.close()
     assert not missing, f"{len(missing)} acknowledged events were lost"
+
+
+@pytest.mark.redis
+def test_two_receivers_sharing_redis_store_each_event_once():
+    from receiver_server import ThreadedServer
+    from redis_server import MISSING_REASON, RedisServer, redis_available
+
+    from cio_mavera.receiver.redis_queue import RedisQueue
+    from cio_mavera.sandbox.replay import replay
+
+    if not redis_available():
+        pytest.skip(MISSING_REASON)
+    events = [{"event_id": f"r{i % 150}", "object_type": "email", "metric": "sent", "data": {}}
+              for i in range(200)]  # 50 resends, some of them landing on the other receiver
+    with RedisServer() as server:
+        queues = [RedisQueue(server.url, prefix="two"), RedisQueue(server.url, prefix="two")]
+        try:
+            with ThreadedServer(create_app(queues[0], SECRET)) as a, ThreadedServer(create_app(queues[1], SECRET)) as b:
+                first = replay(a.url + WEBHOOK_PATH, events[::2], SECRET, concurrency=4)
+                second = replay(b.url + WEBHOOK_PATH, events[1::2], SECRET, concurrency=4)
+            assert first["acknowledged"] + second["acknowledged"] == 200
+            assert first["duplicates_acknowledged"] + second["duplicates_acknowledged"] == 50
+            assert queues[0].event_ids() == {f"r{i}" for i in range(150)}
+            assert queues[0].depth() == 150
+        finally:
+            for q in queues:
+                q.close()

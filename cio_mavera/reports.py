@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from .errors import CioMaveraError, InvalidParameter
 from .settings import PROJECT_ROOT, load_settings
 
@@ -119,6 +117,8 @@ def parse_parameter(value: str) -> Any:
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
     """The names and default values in a notebook's `parameters` cell."""
+    import nbformat  # imported here so `cio-mavera --help` stays fast
+
     nb = nbformat.read(notebook, as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
@@ -286,6 +286,7 @@ def write_results(results: Mapping[str, Any], parameters: Mapping[str, Any] | No
 
 def render_html(notebook_path: Path, html_path: Path) -> Path:
     """Render an executed notebook as a code-free, self-contained HTML report."""
+    import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook_path, as_version=4)

@@ -92,7 +92,10 @@ class SandboxStats:
             }
 
 
-_ID_SEGMENT = re.compile(r"/(?:\d+|[0-9a-f]{8,}|[A-Za-z]+_[A-Za-z0-9_]+|[A-Za-z0-9-]{20,})(?=/|$)")
+# Numbers, hex ids, prefixed ids with a digit (chatcmpl_1a2b, mave_thread_abc123), long tokens;
+# not words like customer_count.
+_ID_SEGMENT = re.compile(
+    r"/(?:\d+|[0-9a-f]{8,}|[A-Za-z]+_[A-Za-z0-9_]*\d[A-Za-z0-9_]*|[A-Za-z0-9-]{20,})(?=/|$)")
 
 
 def route_template(path: str) -> str:

@@ -202,10 +202,14 @@ def find_rows(ws: Workspace, id_type: str, values: Sequence[str]) -> np.ndarray:
         raise WorkspaceLookupError(f"id_type must be id, email, cio_id or phone, got {id_type!r}")
     index = ws._lookup.get(id_type)
     if index is None:
-        index = pd.Index(ws.customers[id_type].astype(object))
+        # id and phone have gaps (email-only people); index only the people who have a value.
+        column = ws.customers[id_type].astype(object)
+        present = column.notna() & (column != "")
+        index = pd.Series(np.flatnonzero(present.to_numpy()), index=pd.Index(column[present]))
+        index = index[~index.index.duplicated()]
         ws._lookup[id_type] = index
-    positions = index.get_indexer(pd.Index(list(values), dtype=object))
-    return positions.astype(np.int64)
+    positions = index.reindex(pd.Index(list(values), dtype=object)).fillna(-1)
+    return positions.to_numpy(dtype=np.int64)
 
 
 # --- formatting -------------------------------------------------------------------------------

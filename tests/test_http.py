@@ -128,9 +128,9 @@ def test_retry_after_longer_than_the_cap_raises_instead_of_sleeping():
 def test_secrets_are_redacted_from_errors_and_logs(caplog):
     caplog.set_level(logging.DEBUG)
     transport, _ = scripted(httpx.Response(400, text=f"bad key {SECRET} given"))
-    with client(transport, headers={"Authorization": f"Bearer {SECRET}"}) as http:
-        with pytest.raises(ApiError) as info:
-            http.get_json("/x")
+    with client(transport, headers={"Authorization": f"Bearer {SECRET}"}) as http, \
+            pytest.raises(ApiError) as info:
+        http.get_json("/x")
     assert SECRET not in str(info.value)
     assert SECRET not in caplog.text
 

@@ -1,0 +1,103 @@
+"""Notebook 01 end to end: papermill runs against the in-kernel sandbox find the planted truth, the HTML is
+a code-free self-contained report, fake keys never leak, and nbval (lax) executes the template."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cio_mavera.reports import NOTEBOOKS_DIR, PROJECT_ROOT, RunResult, notebook_parameters, run_job
+from cio_mavera.sandbox.workspace import generate_workspace
+
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+
+NOTEBOOK = NOTEBOOKS_DIR / "01_campaign_messaging.ipynb"
+DEFAULTS = {"days": 30, "start": None, "end": None, "channel": "all", "campaign_ids": [],
+            "max_underperformers": 3, "variations_per_message": 3, "personas": [],
+            "validation": "responses", "max_credits": 1500, "refresh": False}
+# Metrics do not depend on the number of customers; a small sandbox starts faster.
+SANDBOX = {"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_SANDBOX_CUSTOMERS": "500"}
+FAKE_KEYS = {"CIO_SITE_ID": "FAKE-site-Q7W9E2R4T6", "CIO_API_KEY": "FAKE-track-Z8X6C4V2B0N1",
+             "CIO_APP_KEY": "FAKE-app-P0O9I8U7Y6T5", "MAVERA_API_KEY": "FAKE-mavera-XYZ123ABC456",
+             "CIO_WEBHOOK_SECRET": "FAKE-webhook-L1K2J3H4G5"}
+
+
+def planted(seed: int) -> set[tuple[int, str]]:
+    """The (action, rate) pairs the sandbox planted for `seed`, co-findings included."""
+    truth = generate_workspace(seed=seed, customers=500).truth
+    return {(p["action_id"], p["metric"]) for p in truth["underperformers"] + truth["also_low"]}
+
+
+def flagged(run: RunResult) -> set[tuple[int, str]]:
+    results = json.loads(run.results.read_text())
+    return {(f["action_id"], f["metric"]) for f in results["flagged_underperformers"]}
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> RunResult:
+    out = tmp_path_factory.mktemp("nb01-default")
+    return run_job("campaign-messaging", {}, out_dir=out,
+                   environment={**SANDBOX, "CIO_MAVERA_DATA_DIR": str(out / "data")})
+
+
+def test_template_has_no_outputs_one_parameters_cell_and_the_python3_kernel():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert tagged == [1]
+    assert all(not c.outputs and c.execution_count is None for c in nb.cells if c.cell_type == "code")
+    assert notebook_parameters(NOTEBOOK) == DEFAULTS
+
+
+def test_default_run_flags_exactly_the_planted_underperformers(default_run):
+    assert default_run.status == "succeeded"
+    assert flagged(default_run) == planted(7)
+
+
+def test_default_run_ranks_new_copy_scored_by_three_personas(default_run):
+    results = json.loads(default_run.results.read_text())
+    assert results["mode"] == "sandbox" and results["parameters"] == DEFAULTS
+    assert len(results["messages_rewritten"]) == 3
+    assert len(results["ranked_variations"]) == 3 * 3
+    assert all(len(v["persona_scores"]) >= 3 for v in results["ranked_variations"])
+    assert 0 < results["credits_spent"] <= 1500 and results["skipped"] == []
+    assert results["strategy"]["content"] and all(results["data_freshness"].values())
+
+
+def test_report_html_is_code_free_and_self_contained(default_run):
+    page = default_run.report.read_text()
+    for code in ("def ", "import ", "campaign_messaging.", "cm.", "max_credits = 1500", "write_results("):
+        assert code not in page, code
+    assert "<script src=" not in page and "<link rel=\"stylesheet\" href=\"http" not in page
+    assert page.count("data:image/png;base64,") >= 2
+    assert "SANDBOX DATA" in page and "What to do next" in page
+
+
+def test_another_seed_with_fake_keys_finds_its_truth_and_leaks_no_key(tmp_path):
+    env = {**SANDBOX, **FAKE_KEYS, "CIO_MAVERA_SANDBOX_SEED": "11",
+           "CIO_MAVERA_DATA_DIR": str(tmp_path / "data")}
+    run = run_job("campaign-messaging", {"max_underperformers": 1, "variations_per_message": 2},
+                  out_dir=tmp_path, environment=env)
+    assert flagged(run) == planted(11)
+    for path in (run.notebook, run.report, run.results):
+        text = path.read_text()
+        leaked = [name for name, key in FAKE_KEYS.items() if key in text]
+        assert leaked == [], f"{path.name} contains {leaked}"
+
+
+def test_nbval_lax_executes_the_template_in_sandbox_mode(tmp_path):
+    env = {**os.environ, **SANDBOX, "CIO_MAVERA_DATA_DIR": str(tmp_path / "data"), "MPLBACKEND": "Agg"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+         "-q", str(Path(NOTEBOOK).relative_to(PROJECT_ROOT))],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout

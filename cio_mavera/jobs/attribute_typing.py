@@ -116,7 +116,10 @@ class Schema:
 
 def clean_strings(s: pd.Series) -> pd.Series:
     """Return `s` as a pandas string Series, stripped, with empty and null-like tokens as <NA>."""
-    s = s.astype("string").str.strip()
+    # pyarrow-backed strings: strip/lower/isin run as vectorised Arrow kernels, not Python loops.
+    if not (isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow"):
+        s = s.astype("string[pyarrow]")
+    s = s.str.strip()
     return s.mask(s.str.lower().isin(_NULL_TOKENS))
 
 

@@ -100,7 +100,9 @@ def profile_text(profile: ClusterProfile) -> str:
     lead = (f"Audience cluster {profile.cluster + 1} of {profile.n_clusters}: "
             f"{profile.size:,} customers ({profile.share:.1%}).")
     body = (" Compared with all customers: " + "; ".join(parts) + ".") if parts else ""
-    typical = [f"{_label(c)} {_fmt_typical(v)}" for c, v in list(profile.typical.items())[:8]]
+    # Typical values of the distinguishing attributes say more than those shared by everyone.
+    cols = [c for c in dict.fromkeys(profile.top["column"]) if c in profile.typical]
+    typical = [f"{_label(c)} {_fmt_typical(profile.typical[c])}" for c in cols]
     tail = (" Typical member: " + ", ".join(typical) + ".") if typical else ""
     text = lead + body + tail
     assert_no_pii(text, what=f"profile text of cluster {profile.cluster}")
@@ -191,7 +193,7 @@ def _fmt_num(v: float) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "n/a"
     a = abs(v)
-    if a >= 100:
+    if a >= 100 or float(v).is_integer():
         return f"{v:,.0f}"
     if a >= 10:
         return f"{v:.1f}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import matplotlib
 
@@ -198,6 +199,8 @@ def test_profiles_name_the_distinguishing_attributes_without_pii() -> None:
         assert f"{p.size:,}" in text
         assert contains_pii(text) == []
         assert len(p.top) > 0
+    record = json.loads(json.dumps(profiles.clusters[0].to_dict()))
+    assert record["size"] == profiles.clusters[0].size and record["description"]
     # the planted signal (mrr, logins, plan, industry, created_at) tops some cluster's list
     top_cols = {c for p in profiles.clusters for c in p.top["column"].head(3)}
     assert top_cols & {"mrr", "logins_30d", "plan", "industry", "created_at_days_ago"}

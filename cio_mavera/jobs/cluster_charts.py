@@ -69,7 +69,9 @@ def plot_profile_heatmap(profiles: ClusterProfiles, *, top: int = 12) -> Figure:
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if not np.isnan(values[i, j]):
-                ax.text(j, i, f"{values[i, j]:+.1f}", ha="center", va="center", fontsize=7)
+                dark = abs(values[i, j]) > 0.6 * lim
+                ax.text(j, i, f"{values[i, j]:+.1f}", ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
     fig.colorbar(im, ax=ax, label="Standardized difference vs all customers (SD units)")
     ax.set_title("What sets each cluster apart (top features)")
     ax.set_xlabel("Feature (category levels as column=value)")

@@ -26,6 +26,7 @@ class ClusterProfile:
     share: float
     top: pd.DataFrame  # rows of `ClusterProfiles.effects`, strongest first, one per column
     typical: dict[str, object]  # column -> median (numbers), share true (booleans), mode (categories)
+    also: tuple[str, ...] = ()  # next distinguishing columns after `top` (|smd| >= 0.2)
 
     def to_dict(self) -> dict[str, object]:
         """Return a JSON-able summary for results.json."""
@@ -88,6 +89,7 @@ def profile_clusters(
             cluster=int(row.cluster), n_clusters=len(sizes), size=int(row.size),
             share=float(row.share), top=_top_effects(effects, int(row.cluster), top_n),
             typical=typical[int(row.cluster)],
+            also=tuple(_top_effects(effects, int(row.cluster), top_n + 4)["column"][top_n:]),
         ))
     return ClusterProfiles(clusters=clusters, sizes=sizes, effects=effects)
 
@@ -100,10 +102,10 @@ def profile_text(profile: ClusterProfile) -> str:
     lead = (f"Audience cluster {profile.cluster + 1} of {profile.n_clusters}: "
             f"{profile.size:,} customers ({profile.share:.1%}).")
     body = (" Compared with all customers: " + "; ".join(parts) + ".") if parts else ""
-    # Typical values of the distinguishing attributes say more than those shared by everyone.
-    cols = [c for c in dict.fromkeys(profile.top["column"]) if c in profile.typical]
+    # Besides the top differences, the typical values of the next distinguishing attributes.
+    cols = [c for c in profile.also if c in profile.typical]
     typical = [f"{_label(c)} {_fmt_typical(profile.typical[c])}" for c in cols]
-    tail = (" Typical member: " + ", ".join(typical) + ".") if typical else ""
+    tail = (" Also typical: " + ", ".join(typical) + ".") if typical else ""
     text = lead + body + tail
     assert_no_pii(text, what=f"profile text of cluster {profile.cluster}")
     return text

@@ -24,7 +24,7 @@ import pandas as pd
 from ..connect import Connection
 from ..errors import ApiError, InvalidParameter
 from ..http import HttpClient, RequestStats, RetryPolicy
-from ..ratelimit import RateLimiter, shared_limiter
+from ..ratelimit import RateLimiter, SlidingWindowLimiter, shared_limiter
 from ..settings import Settings
 from .errors import APP_SERVICE, app_error
 from .paging import cursor_pages, inclusive_windows
@@ -155,6 +155,23 @@ def workspace_name(settings: Settings) -> str:
     return "unknown"
 
 
+class PacedLimiter:
+    """Spaces this process's sends `interval_s` apart, then takes the shared window limiter.
+
+    A sliding window alone lets a process send its 10 requests of a second in one burst; the
+    server then admits them one after another, late by their queueing time, and the next burst
+    one window later can land inside the same server-side second (a 429). Even spacing keeps
+    arrival times as regular as send times.
+    """
+
+    def __init__(self, shared: RateLimiter, interval_s: float) -> None:
+        self.shared = shared
+        self._pace = SlidingWindowLimiter(1, interval_s, margin_s=0.0)
+
+    def acquire(self) -> float:
+        return self._pace.acquire() + self.shared.acquire()
+
+
 class AppClient:
     """The Customer.io App API (Bearer key), rate-limited per workspace and concurrent."""
 
@@ -184,9 +201,10 @@ class AppClient:
         self.workspace = workspace
         self.max_workers = max_workers or max(1, min(32, int(settings.app_rps)))
         if limiter is None:
-            limiter = shared_limiter(f"cio-app-{workspace}", limit=max(1, int(settings.app_rps)),
-                                     window_s=1.0, data_dir=settings.data_dir,
-                                     redis_url=settings.redis_url)
+            rps = max(1, int(settings.app_rps))
+            limiter = PacedLimiter(shared_limiter(f"cio-app-{workspace}", limit=rps, window_s=1.0,
+                                                  data_dir=settings.data_dir,
+                                                  redis_url=settings.redis_url), 1.0 / rps)
         self.http = HttpClient(
             service=APP_SERVICE,
             base_url=settings.app_url,

@@ -1,0 +1,270 @@
+"""Datasets through the cache, against the sandbox: shapes, freshness, faults, resume, secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from conftest import settings_for
+
+from cio_mavera import datasets
+from cio_mavera.cache import pulled_at
+from cio_mavera.connect import Connection
+from cio_mavera.customerio.app import AppClient
+from cio_mavera.errors import InvalidParameter
+
+
+def _conn(server, tmp_path: Path, **overrides) -> Connection:
+    return Connection(settings_for(server, tmp_path / "data", **overrides), "live", "ws-test",
+                      sandbox_url=server.url)
+
+
+def _stats(server) -> dict:
+    return server.state.stats.as_json()
+
+
+def _bulk_requests(server) -> int:
+    return _stats(server)["requests"].get("POST /cio/app/v1/customers/attributes", 0)
+
+
+def _search_requests(server) -> int:
+    return _stats(server)["requests"].get("POST /cio/app/v1/customers", 0)
+
+
+class _Stop(Exception):
+    """Raised from a hook to kill a pull part way."""
+
+
+# -- shapes ----------------------------------------------------------------------------------
+
+def test_campaigns_and_actions_are_tidy(connection, sandbox) -> None:
+    campaigns = datasets.campaigns(connection)
+    ws = sandbox.state.workspace
+    assert sorted(campaigns["campaign_id"]) == sorted(ws.campaigns["campaign_id"].astype(int))
+    assert str(campaigns["created_at"].dtype) == "datetime64[ns, UTC]"
+    actions = datasets.actions(connection)
+    assert list(actions.columns[:6]) == ["campaign_id", "action_id", "channel", "name", "subject",
+                                         "preheader_text"]
+    assert actions["action_id"].dtype == "int64"
+    assert set(actions["channel"]) <= {"email", "push", "twilio", "in_app", "webhook", "slack"}
+    assert len(actions) == len(ws.actions)
+
+
+def test_segments_are_tidy(connection, sandbox) -> None:
+    segments = datasets.segments(connection)
+    assert set(segments["segment_id"]) == set(sandbox.state.workspace.segment_members)
+    assert segments["name"].notna().all()
+
+
+def test_metrics_are_long_form_with_campaign_and_action_rows(make_sandbox, tmp_path) -> None:
+    sandbox = make_sandbox(customers=300, app_rps=50)
+    df = datasets.metrics(_conn(sandbox, tmp_path, app_rps=50), "2025-03-01", "2025-03-07T12:00:00", res="days",
+                          tz="Europe/Berlin")
+    assert list(df.columns) == ["campaign_id", "action_id", "bucket_start", "metric", "value"]
+    assert str(df["bucket_start"].dt.tz) == "Europe/Berlin"
+    assert df["bucket_start"].nunique() == 7
+    assert df["action_id"].isna().any() and df["action_id"].notna().any()
+    ws = sandbox.state.workspace
+    assert df["campaign_id"].nunique() == len(ws.campaigns)
+    assert df.loc[df["action_id"].notna(), "action_id"].nunique() == len(ws.actions)
+    # Campaign-level counts are the sum of their actions' counts, bucket by bucket.
+    sent = df[df["metric"] == "sent"]
+    campaign = sent[sent["action_id"].isna()].groupby(["campaign_id", "bucket_start"])["value"].sum()
+    per_action = sent[sent["action_id"].notna()].groupby(["campaign_id", "bucket_start"])["value"].sum()
+    pd.testing.assert_series_equal(campaign.sort_index(), per_action.sort_index(),
+                                   check_names=False)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"res": "yearly"},
+    {"tz": "Nowhere/Special"},
+    {"start": "2025-03-08", "end": "2025-03-01"},
+])
+def test_invalid_metrics_parameters_fail_before_any_request(connection, sandbox, kwargs) -> None:
+    params = {"start": "2025-03-01", "end": "2025-03-08", **kwargs}
+    with pytest.raises(InvalidParameter):
+        datasets.metrics(connection, params.pop("start"), params.pop("end"), **params)
+    assert _stats(sandbox)["requests_total"] == 0
+
+
+def test_customers_have_identifiers_then_string_attributes(connection, sandbox) -> None:
+    df = datasets.customers(connection)
+    assert list(df.columns[:3]) == ["cio_id", "id", "email"]
+    assert len(df) == df["cio_id"].nunique() == 2000
+    assert {"plan", "industry", "mrr", "signup_date"} <= set(df.columns)
+    values = df.drop(columns=["cio_id", "id", "email"]).stack()
+    assert values.map(type).eq(str).all()
+    # search pages of 1,000 + bulk requests of 100: the minimum possible
+    assert df.attrs["requests"] == 2 + 20 == _stats(sandbox)["requests_total"]
+    assert pulled_at(df) is not None
+
+
+def test_second_read_comes_from_the_cache_with_no_request(make_sandbox, tmp_path) -> None:
+    server = make_sandbox(customers=300, app_rps=50)
+    conn = _conn(server, tmp_path, app_rps=50)
+    first = datasets.customers(conn)
+    before = _stats(server)["requests_total"]
+    second = datasets.customers(conn)
+    assert _stats(server)["requests_total"] == before
+    assert second.attrs["requests"] == 0 and second.attrs["from_cache"]
+    pd.testing.assert_frame_equal(first, second)
+    assert pulled_at(second) == pulled_at(first)
+
+
+def test_refresh_pulls_again(make_sandbox, tmp_path) -> None:
+    server = make_sandbox(customers=300, app_rps=50)
+    conn = _conn(server, tmp_path, app_rps=50)
+    first = datasets.segments(conn)
+    again = datasets.segments(conn, refresh=True)
+    assert again.attrs["requests"] == 1 and not again.attrs["from_cache"]
+    assert pulled_at(again) > pulled_at(first)
+
+
+def test_max_age_zero_pulls_again(make_sandbox, tmp_path) -> None:
+    server = make_sandbox(customers=300, app_rps=50)
+    conn = _conn(server, tmp_path, app_rps=50)
+    datasets.campaigns(conn)
+    assert datasets.campaigns(conn, max_age=0).attrs["requests"] == 1
+
+
+def test_segment_customers_match_membership(connection, sandbox) -> None:
+    members = sandbox.state.workspace.segment_members
+    segment_id = next(s for s, m in members.items() if 0 < len(m) < 400)
+    df = datasets.customers(connection, segment_id)
+    expected = set(sandbox.state.workspace.customers["cio_id"].iloc[members[segment_id]].astype(str))
+    assert set(df["cio_id"]) == expected
+
+
+def test_empty_segment_gives_an_empty_frame_with_identifier_columns(connection, sandbox) -> None:
+    members = sandbox.state.workspace.segment_members
+    empty = next(s for s, m in members.items() if len(m) == 0)
+    df = datasets.customers(connection, empty)
+    assert len(df) == 0 and list(df.columns) == ["cio_id", "id", "email"]
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+def test_429_storm_loses_no_rows(make_sandbox, tmp_path) -> None:
+    server = make_sandbox(customers=300, force_429_rate=0.5)
+    df = datasets.customers(_conn(server, tmp_path))
+    assert len(df) == df["cio_id"].nunique() == 300
+    assert _stats(server)["rate_limited_total"] > 0
+
+
+def test_scripted_429s_with_retry_after_lose_no_rows(make_sandbox, tmp_path) -> None:
+    server = make_sandbox(customers=400)
+    httpx.post(f"{server.url}/__sandbox__/faults",
+               json={"prefix": "/cio/app/v1/customers", "status": 429, "count": 4,
+                     "retry_after": 1}).raise_for_status()
+    df = datasets.customers(_conn(server, tmp_path))
+    assert len(df) == df["cio_id"].nunique() == 400
+    assert _stats(server)["faults_injected"] == 4
+
+
+def test_random_server_errors_lose_no_rows(make_sandbox, tmp_path) -> None:
+    server = make_sandbox(customers=600, fault_rate=0.2, app_rps=50)
+    df = datasets.customers(_conn(server, tmp_path, app_rps=50))
+    assert len(df) == df["cio_id"].nunique() == 600
+    assert _stats(server)["faults_injected"] > 0
+
+
+def test_killed_pull_resumes_without_refetching_stored_parts(make_sandbox, tmp_path) -> None:
+    server = make_sandbox(customers=1000, app_rps=50)
+    conn = _conn(server, tmp_path, app_rps=50)
+    stored: list[str] = []
+
+    def die_after_two(name: str) -> None:
+        stored.append(name)
+        if len(stored) == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        datasets.customers(conn, part_size=200, on_part=die_after_two)
+    server.state.reset()
+
+    df = datasets.customers(conn, part_size=200)
+    assert len(df) == df["cio_id"].nunique() == 1000
+    # The id list was stored, and 2 of 5 parts: only the other 3 parts' 6 requests are made.
+    assert _search_requests(server) == 0
+    assert _bulk_requests(server) == 6 == df.attrs["requests"]
+
+
+def test_corrupt_part_is_refetched_alone(make_sandbox, tmp_path, caplog) -> None:
+    server = make_sandbox(customers=600, app_rps=50)
+    conn = _conn(server, tmp_path, app_rps=50)
+    first = datasets.customers(conn, part_size=200)
+    part = Path(first.attrs["cache_path"]) / "part-00001.parquet"
+    part.write_bytes(b"PAR1" + b"\x00" * 64)
+    server.state.reset()
+    with caplog.at_level(logging.WARNING):
+        second = datasets.customers(conn, part_size=200)
+    assert "damaged" in caplog.text
+    assert _bulk_requests(server) == 2 and _search_requests(server) == 0
+    pd.testing.assert_frame_equal(first.reset_index(drop=True), second.reset_index(drop=True))
+
+
+def test_schema_mismatch_is_refetched(make_sandbox, tmp_path, monkeypatch) -> None:
+    server = make_sandbox(customers=300, app_rps=50)
+    conn = _conn(server, tmp_path, app_rps=50)
+    datasets.segments(conn)
+    monkeypatch.setitem(datasets.SCHEMA, "segments", 99)
+    assert datasets.segments(conn).attrs["requests"] == 1
+
+
+def test_no_secret_in_cache_files_or_logs(make_sandbox, tmp_path, caplog) -> None:
+    server = make_sandbox(customers=300, app_rps=50)
+    conn = _conn(server, tmp_path, app_rps=50)
+    with caplog.at_level(logging.DEBUG):
+        datasets.customers(conn)
+        datasets.segments(conn)
+        datasets.metrics(conn, "2025-01-01", "2025-01-03")
+    secrets = [s.encode() for s in conn.settings.secrets()]
+    files = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".parquet" for p in files)
+    for path in files:
+        content = path.read_bytes()
+        assert not any(s in content for s in secrets), path
+    assert not any(s.decode() in caplog.text for s in secrets)
+    manifest = json.loads(next((tmp_path / "data").rglob("manifest.json")).read_text())
+    assert set(manifest) >= {"parameters", "pulled_at", "rows", "schema_version", "parts"}
+
+
+def test_two_pulls_at_once_share_the_limit_and_get_no_429(make_sandbox, tmp_path) -> None:
+    server = make_sandbox(customers=1200)
+    conn = _conn(server, tmp_path)
+    members = server.state.workspace.segment_members
+    segment_id = max((s for s in members if len(members[s]) < 1200), key=lambda s: len(members[s]))
+    # The sandbox builds its lookups on first use, stalling its event loop; requests queued
+    # behind that stall are admitted late and in a clump, which no client pacing can undo.
+    with AppClient(conn) as client:
+        next(iter(client.search_customers(limit=5)))
+        list(client.segment_members(segment_id, limit=5))
+        client.customers_attributes([str(server.state.workspace.customers["cio_id"].iloc[0])])
+    server.state.reset()
+    results: dict[str, int] = {}
+    errors: list[BaseException] = []
+
+    def pull(key: str, segment: int | None) -> None:
+        try:
+            with AppClient(conn) as client:  # each its own client, one shared file limiter
+                results[key] = len(datasets.customers(conn, segment, client=client))
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pull, args=("all", None)),
+               threading.Thread(target=pull, args=("segment", segment_id))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert results == {"all": 1200, "segment": len(members[segment_id])}
+    assert _stats(server)["rate_limited_total"] == 0
+    expected = 2 + 12 + 1 + math.ceil(len(members[segment_id]) / 100)
+    assert _stats(server)["requests_total"] == expected

@@ -12,7 +12,7 @@ import pytest
 from conftest import settings_for
 
 from cio_mavera.connect import Connection
-from cio_mavera.errors import InvalidParameter
+from cio_mavera.errors import BudgetExceeded, InvalidParameter
 from cio_mavera.jobs import campaign_messaging as cm
 from cio_mavera.jobs import campaign_narrative as narrative
 from cio_mavera.jobs.pii import PiiLeak, contains_pii
@@ -230,9 +230,21 @@ def test_summary_for_mave_is_compact_json_without_pii(data):
     assert first["shortfalls"][0]["rate"] < first["shortfalls"][0]["channel_baseline"]
 
 
-def test_summary_refuses_copy_that_contains_an_email_address(data):
+def test_contact_details_in_the_copy_are_redacted_before_they_reach_mave(data):
     findings = cm.analyse(data)
-    findings.messages.loc[0, "body"] = "Questions? Write to jane.doe@example.com"
+    findings.messages.loc[0, "body"] = "<p>Questions? Write to help@tallyfold.example or call +1 415 555 0100.</p>"
+    findings.messages.loc[0, "subject"] = "Call (415) 555-0100 today"
+    summary = cm.findings_summary(findings)
+    message = summary["underperformers"][0]
+    assert message["body_excerpt"] == "Questions? Write to [email] or call [phone]."
+    assert message["subject"] == "Call [phone] today"
+    assert contains_pii(cm.strategy_prompt(summary)) == []
+
+
+def test_an_undetected_contact_still_trips_the_guard(data):
+    findings = cm.analyse(data)
+    findings.messages.loc[0, "metrics"] = ["human_click_rate"]
+    findings.flagged.loc[0, "metric"] = "x@example.com"  # only the guard stands between this and Mave
     with pytest.raises(PiiLeak):
         cm.findings_summary(findings)
 
@@ -300,8 +312,8 @@ def test_budget_refusals_are_recorded_and_the_run_continues(connection, data):
     _, strategy, drafts, scores, skipped, _ = _run_mavera_steps(connection, findings, budget)
     assert strategy.content
     assert budget.spent <= 80
-    assert "generate" in {s.step for s in skipped}
-    assert not scores.empty  # the current copies were still scored
+    assert {s.step for s in skipped} == {"generate"}
+    assert drafts == [] and scores.empty
     assert all("credits" in s.reason for s in skipped)
     text = narrative.credits_markdown(budget, skipped)
     assert f"{len(skipped)} call(s) skipped" in text
@@ -311,14 +323,44 @@ def test_nothing_is_sent_with_a_zero_budget(connection, sandbox, data):
     findings = cm.analyse(data)
     budget = CreditBudget(0)
     _, strategy, drafts, scores, skipped, _ = _run_mavera_steps(connection, findings, budget)
-    assert strategy.skipped and scores.empty
-    assert [d.variation_id for d in drafts] == ["current"] * 3
+    assert strategy.skipped and scores.empty and drafts == []
     assert sandbox.state.stats.as_json()["credits_charged"] == 0
     results = cm.campaign_results(data, findings, strategy, cm.rank_variations(scores, drafts), scores,
                                   budget=budget, skipped=skipped)
     assert results["credits_spent"] == 0
     assert results["ranked_variations"] == []
-    assert len(results["skipped"]) == 1 + 3 + 3 * 3  # Mave, one generation per message, 3 personas x 3 controls
+    assert [s["step"] for s in results["skipped"]] == ["strategy", "generate", "generate", "generate"]
+    assert all("over budget" in s["reason"] for s in results["skipped"])
+
+
+class RefusesAfter:
+    """A client whose budget refuses every `respond` call after the first `allowed` ones."""
+
+    def __init__(self, client: MaveraClient, allowed: int) -> None:
+        self.client, self.allowed = client, allowed
+
+    def respond(self, *args, **kwargs):
+        if self.allowed <= 0:
+            raise BudgetExceeded("refused before sending", needed=5, remaining=0)
+        self.allowed -= 1
+        return self.client.respond(*args, **kwargs)
+
+
+def test_a_partly_refused_panel_drops_the_variation_and_says_why(connection, data):
+    findings = cm.analyse(data, max_underperformers=1)
+    summary = cm.findings_summary(findings)
+    skipped: list[cm.SkippedStep] = []
+    with _client(connection, CreditBudget(1500)) as client:
+        panel = cm.choose_personas(cm.cached_listing(client, "personas"), summary)
+        drafts = cm.draft_variations(client, findings, cm.ask_mave_for_strategy(client, summary), 2)
+        # The control's panel and one answer for variation A fit; the rest is refused.
+        scores = cm.score_variations(RefusesAfter(client, 4), drafts, panel, skipped=skipped)
+    assert set(scores["variation_id"]) == {"current"} and len(scores) == 3
+    action = drafts[0].action_id
+    assert [s.what for s in skipped] == [f"message {action} variation A", f"message {action} variation B"]
+    assert skipped[0].reason.startswith("2 of 3 persona calls refused (over budget")
+    assert "1 other score(s) were dropped" in skipped[0].reason
+    assert "dropped" not in skipped[1].reason
 
 
 def test_results_hold_the_flags_ranked_variations_and_credits(connection, sandbox, data):

@@ -26,7 +26,7 @@ from cio_mavera import datasets
 from cio_mavera.connect import Connection
 from cio_mavera.errors import BudgetExceeded, CioMaveraError, CreditsExhausted, InvalidParameter
 from cio_mavera.jobs import campaign_stats
-from cio_mavera.jobs.pii import assert_no_pii
+from cio_mavera.jobs.pii import EMAIL_RE, assert_no_pii
 
 __all__ = [
     "SCORE_SCHEMA",
@@ -245,12 +245,26 @@ def _underperforming_messages(flagged: pd.DataFrame, actions: pd.DataFrame, limi
 # --- the PII-free summary sent to Mave ---------------------------------------------------------
 
 
+# Phone shapes `pii` detects (E.164 with a leading "+", or the separated North American form).
+_PHONE_LIKE = re.compile(r"(?<![\w+])\+\d[\d\s().-]{5,22}\d(?![\w])"
+                         r"|(?<![\d\w])\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}(?![\d\w])")
+
+
+def redact_contacts(text: str) -> str:
+    """`text` with email addresses and phone numbers replaced by [email] and [phone].
+
+    Copy often carries a support address or a sender number; a pattern cannot tell those from a
+    customer's, so none of them leaves for Mavera.
+    """
+    return _PHONE_LIKE.sub("[phone]", EMAIL_RE.sub("[email]", text or ""))
+
+
 def body_excerpt(body: str, limit: int = _BODY_EXCERPT_CHARS) -> str:
-    """Message body as plain text: tags and Liquid placeholders removed, whitespace folded, truncated."""
+    """Message body as plain text: tags, Liquid placeholders and contact details removed, truncated."""
     text = re.sub(r"\{\{.*?\}\}|\{%.*?%\}", " ", body or "", flags=re.S)
     text = html.unescape(re.sub(r"<[^>]+>", " ", text))
     text = re.sub(r"\s+", " ", text).strip()
-    text = re.sub(r"\s+([,.;:!?])", r"\1", text)
+    text = redact_contacts(re.sub(r"\s+([,.;:!?])", r"\1", text))
     return text if len(text) <= limit else text[:limit - 1].rsplit(" ", 1)[0] + "…"
 
 
@@ -268,9 +282,9 @@ def findings_summary(findings: Findings) -> dict[str, Any]:
             "campaign_id": int(row.campaign_id),
             "action_id": int(row.action_id),
             "channel": row.channel,
-            "message_name": row.name,
-            "subject": row.subject,
-            "preheader": row.preheader_text,
+            "message_name": redact_contacts(row.name),
+            "subject": redact_contacts(row.subject),
+            "preheader": redact_contacts(row.preheader_text),
             "body_excerpt": body_excerpt(row.body),
             "shortfalls": [{
                 "metric": r.metric,
@@ -324,9 +338,18 @@ class SkippedStep:
 _SKIPPABLE = (BudgetExceeded, CreditsExhausted)
 
 
-def _skip(skipped: list[SkippedStep] | None, step: str, what: str, exc: Exception) -> None:
+def _skip(skipped: list[SkippedStep] | None, step: str, what: str, exc: Exception | str) -> None:
     if skipped is not None:
-        skipped.append(SkippedStep(step, what, str(exc)))
+        skipped.append(SkippedStep(step, what, exc if isinstance(exc, str) else skip_reason(exc)))
+
+
+def skip_reason(exc: Exception) -> str:
+    """A short, reader-facing reason for a call that was not made."""
+    if isinstance(exc, BudgetExceeded):
+        return (f"over budget: could cost up to {exc.needed} credits, {exc.remaining} of max_credits left")
+    if isinstance(exc, CreditsExhausted):
+        return "Mavera answered 402: no credits left on the account or workspace budget"
+    return str(exc)
 
 
 def _skippable() -> tuple[type[Exception], ...]:
@@ -438,8 +461,10 @@ def current_copy(message: Mapping[str, Any] | Any) -> Variation:
     """The message's live copy as a Variation (`variation_id="current"`), scored as the control."""
     row = message if isinstance(message, Mapping) else message._asdict()
     excerpt = body_excerpt(str(row.get("body") or ""), 300)
-    return Variation(int(row["action_id"]), CURRENT, str(row["channel"]), str(row.get("subject") or ""),
-                     str(row.get("preheader_text") or ""), _sentences(excerpt)[:4], "current copy")
+    return Variation(int(row["action_id"]), CURRENT, str(row["channel"]),
+                     redact_contacts(str(row.get("subject") or "")),
+                     redact_contacts(str(row.get("preheader_text") or "")), _sentences(excerpt)[:4],
+                     "current copy")
 
 
 _LABEL = re.compile(r"^\s*(?:\*\*)?(subject(?: line)?|title|headline|preheader(?: text)?|preview(?: text)?)"
@@ -516,7 +541,8 @@ def generation_inputs(message: Mapping[str, Any], strategy: Strategy, app: Mappi
                       n: int) -> dict[str, Any]:
     """Inputs for the app: topic, audience, tone and key points shaped by the strategy and the shortfall."""
     shortfalls = ", ".join(campaign_stats.rate_definition(m).label.lower() for m in message["metrics"])
-    topic = " - ".join(s for s in (str(message.get("name") or ""), str(message.get("subject") or ""),
+    topic = " - ".join(s for s in (redact_contacts(str(message.get("name") or "")),
+                                   redact_contacts(str(message.get("subject") or "")),
                                    body_excerpt(str(message.get("body") or ""), 160)) if s)
     points = [f"Fix the low {shortfalls}", *strategy.key_points]
     inputs: dict[str, Any] = {
@@ -573,14 +599,16 @@ def generate_variations(client: Any, underperformer: Mapping[str, Any] | Any, st
 
 def draft_variations(client: Any, findings: Findings, strategy: Strategy, n: int = 3, *,
                      skipped: list[SkippedStep] | None = None) -> list[Variation]:
-    """For each underperforming message: its current copy (the control) and `n` generated variations."""
+    """For each underperforming message: `n` generated variations and its current copy as the control
+    (neither when the generation was skipped)."""
     if findings.messages.empty:
         return []
     apps = cached_listing(client, "generation_apps") if n > 0 else []
     drafts: list[Variation] = []
     for message in findings.messages.to_dict("records"):
-        drafts.append(current_copy(message))
-        drafts += generate_variations(client, message, strategy, n, apps=apps, skipped=skipped)
+        new = generate_variations(client, message, strategy, n, apps=apps, skipped=skipped)
+        # The live copy is only worth scoring as the control of new copy.
+        drafts += [current_copy(message), *new] if new else []
     return drafts
 
 
@@ -688,8 +716,7 @@ def score_variations(client: Any, variations: Sequence[Variation],
     rows: list[dict[str, Any]] = []
     if mode == "responses":
         for variation in variations:
-            for persona in personas:
-                rows.extend(_score_with_response(client, variation, persona, skipped))
+            rows.extend(_score_with_panel(client, variation, personas, skipped))
     else:
         by_message: dict[int, list[Variation]] = {}
         for variation in variations:
@@ -700,20 +727,31 @@ def score_variations(client: Any, variations: Sequence[Variation],
     return pd.DataFrame(rows, columns=_SCORE_COLUMNS)
 
 
-def _score_with_response(client: Any, variation: Variation, persona: Mapping[str, Any],
-                         skipped: list[SkippedStep] | None) -> list[dict[str, Any]]:
+def _score_with_panel(client: Any, variation: Variation, personas: Sequence[Mapping[str, Any]],
+                      skipped: list[SkippedStep] | None) -> list[dict[str, Any]]:
+    """Every persona's structured answer for one variation, or none if any call was refused, so
+    every ranked variation is judged by the same panel."""
     prompt = score_prompt(variation)
     assert_no_pii(prompt, what="the scoring request")
-    what = f"{persona.get('name')} scoring {variation.action_id}/{variation.variation_id}"
-    try:
-        answer = client.respond(prompt, persona_id=str(persona["id"]), schema=SCORE_SCHEMA,
-                                schema_name="message_score", instructions=_SCORE_INSTRUCTIONS)
-    except _skippable() as exc:
-        _skip(skipped, "score", what, exc)
-        return []
-    parsed = answer.parsed or {}
-    return [_score_row(variation, persona, parsed.get("score"), parsed.get("would_open"),
-                       parsed.get("would_click"), parsed.get("reason"), "responses")]
+    rows, refused = [], []
+    for persona in personas:
+        try:
+            answer = client.respond(prompt, persona_id=str(persona["id"]), schema=SCORE_SCHEMA,
+                                    schema_name="message_score", instructions=_SCORE_INSTRUCTIONS)
+        except _skippable() as exc:
+            refused.append(exc)
+            continue
+        parsed = answer.parsed or {}
+        rows.append(_score_row(variation, persona, parsed.get("score"), parsed.get("would_open"),
+                               parsed.get("would_click"), parsed.get("reason"), "responses"))
+    if not refused:
+        return rows
+    label = "current copy" if variation.variation_id == CURRENT else f"variation {variation.variation_id}"
+    note = (f"; its {len(rows)} other score(s) were dropped so all variations face the same panel"
+            if rows else "")
+    _skip(skipped, "score", f"message {variation.action_id} {label}",
+          f"{len(refused)} of {len(personas)} persona calls refused ({skip_reason(refused[0])}){note}")
+    return []
 
 
 def _score_row(variation: Variation, persona: Mapping[str, Any], score: Any, would_open: Any,

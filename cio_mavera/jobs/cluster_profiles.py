@@ -98,7 +98,7 @@ def profile_text(profile: ClusterProfile) -> str:
     """Return a short, PII-free description of the cluster, usable as a persona description."""
     parts = []
     for r in profile.top.itertuples(index=False):
-        parts.append(_describe_effect(r))
+        parts.append(describe_effect(r))
     lead = (f"Audience cluster {profile.cluster + 1} of {profile.n_clusters}: "
             f"{profile.size:,} customers ({profile.share:.1%}).")
     body = (" Compared with all customers: " + "; ".join(parts) + ".") if parts else ""
@@ -170,7 +170,8 @@ def _top_effects(effects: pd.DataFrame, cluster: int, top_n: int) -> pd.DataFram
     return eff.head(top_n).drop(columns="_strength").reset_index(drop=True)
 
 
-def _describe_effect(r) -> str:
+def describe_effect(r) -> str:
+    """Return one effect row (an itertuple of `ClusterProfile.top`) as a phrase for text and cards."""
     strength = abs(r.smd)
     adverb = "much " if strength >= 0.8 else ("" if strength >= 0.5 else "slightly ")
     label = _label(r.column)
@@ -183,6 +184,9 @@ def _describe_effect(r) -> str:
     word = "higher" if r.smd > 0 else "lower"
     return (f"{adverb}{word} {label} (median {_fmt_num(r.cluster_value)} vs "
             f"{_fmt_num(r.overall_value)})")
+
+
+_describe_effect = describe_effect  # older private name, still imported by persona_narrative
 
 
 def _label(column: str) -> str:

@@ -1,0 +1,256 @@
+"""Job 3 enrichment: attach each event's person attributes (plan, mrr, lifecycle...) and audience cluster.
+
+People come from a local store (`<cache>/retention-research/people.parquet`), then from the job-2
+customers cache when it holds them, and only the rest from the App API in bulk (100 cio_ids per
+request, within the workspace's shared rate limit). PII columns (emails, names, phones, addresses)
+are dropped before anything is stored, and the enriched frame never carries the raw webhook payload,
+so everything downstream works on attributes and aggregates only.
+
+Clusters: a job-2 `cluster_assignments.parquet` (cio_id -> cluster, persona) is used when one is
+given or found in the cache; otherwise the job-2 pipeline (typing, relevance-weighted k-means with
+model selection) clusters the people seen in the event log, and each cluster is named from its
+profile the way job 2 names personas.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cio_mavera.connect import Connection
+from cio_mavera.jobs.pii import strip_pii
+
+__all__ = [
+    "ATTRIBUTES",
+    "Enriched",
+    "PeopleStore",
+    "assign_clusters",
+    "enrich",
+    "enrich_events",
+    "fetch_people",
+    "people_for",
+]
+
+JOB_DIR = "retention-research"
+KEY = "cio_id"
+# The attributes attached to each event (when the workspace has them); the rest stay in the store
+# for clustering only.
+ATTRIBUTES = ("plan", "mrr", "lifecycle_stage", "industry", "company_size", "seats")
+EVENT_COLUMNS = ("event_id", "object_type", "metric", "timestamp", "campaign_id", "action_id",
+                 "broadcast_id", "newsletter_id", KEY)
+
+
+@dataclass
+class Enriched:
+    """The enriched events plus where the people and clusters came from."""
+
+    events: pd.DataFrame  # event columns + failure_message + ATTRIBUTES + cluster, cluster_name
+    people: pd.DataFrame  # cio_id + PII-free attribute strings
+    clusters: pd.DataFrame  # cio_id, cluster, cluster_name
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def store_dir(conn: Connection) -> Path:
+    """Where job 3 keeps its people store and fitted clusters for this workspace."""
+    return conn.cache_dir / JOB_DIR
+
+
+class PeopleStore:
+    """PII-free person attributes by cio_id in one parquet file (atomic rewrite on add)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> pd.DataFrame:
+        """Everyone stored so far (an empty frame with a cio_id column when nothing is)."""
+        if not self.path.is_file():
+            return pd.DataFrame({KEY: pd.Series(dtype=object)})
+        try:
+            return pd.read_parquet(self.path)
+        except (OSError, ValueError):  # a corrupt file is refetched, never trusted
+            return pd.DataFrame({KEY: pd.Series(dtype=object)})
+
+    def add(self, people: pd.DataFrame) -> pd.DataFrame:
+        """Merge `people` in (newest wins) and return the whole store."""
+        merged = pd.concat([self.load(), people.astype(object)], ignore_index=True)
+        merged = merged.drop_duplicates(subset=[KEY], keep="last").reset_index(drop=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".parquet.tmp")
+        merged.astype(object).where(merged.notna(), None).astype("string").to_parquet(tmp, index=False)
+        os.replace(tmp, self.path)
+        return merged
+
+
+def _pii_free(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    clean, _ = strip_pii(frame, keep=[KEY], drop_quasi=True)
+    return clean.drop(columns=[c for c in ("id",) if c in clean.columns])
+
+
+def fetch_people(conn: Connection, cio_ids: Sequence[str], *, client: Any = None) -> tuple[pd.DataFrame, int]:
+    """(PII-free attributes of `cio_ids` from the App API, requests made); 100 ids per request."""
+    from cio_mavera.customerio.app import AppClient
+    from cio_mavera.datasets import customer_row
+
+    if not cio_ids:
+        return pd.DataFrame({KEY: pd.Series(dtype=object)}), 0
+    own = client is None
+    app = client or AppClient(conn)
+    try:
+        before = app.stats.requests
+        rows = [customer_row(c) for c in app.customers_attributes_many(list(cio_ids))]
+        made = app.stats.requests - before
+    finally:
+        if own:
+            app.close()
+    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame({KEY: pd.Series(dtype=object)})
+    return _pii_free(frame), made
+
+
+def _customers_cache(conn: Connection) -> pd.DataFrame | None:
+    """The job-2 audience pull (everyone, no segment) when it is cached and fresh; never pulls."""
+    from cio_mavera.cache import Cache
+    from cio_mavera.datasets import DEFAULT_MAX_AGE, SCHEMA
+
+    entry = Cache(conn.cache_dir).entry("customers", {"segment_id": None}, SCHEMA["customers"])
+    try:
+        return entry.load(DEFAULT_MAX_AGE["customers"])
+    except (OSError, ValueError):
+        return None
+
+
+def people_for(conn: Connection, cio_ids: Iterable[str], *, refresh: bool = False,
+               client: Any = None) -> tuple[pd.DataFrame, dict[str, int]]:
+    """(attributes of every cio_id in `cio_ids`, counts of where they came from)."""
+    wanted = sorted({str(i) for i in cio_ids if isinstance(i, str) and i})
+    store = PeopleStore(store_dir(conn) / "people.parquet")
+    stored = store.load() if not refresh else pd.DataFrame({KEY: pd.Series(dtype=object)})
+    known = set(stored[KEY])
+    missing = [i for i in wanted if i not in known]
+    from_customers = 0
+    if missing and not refresh:
+        cached = _customers_cache(conn)
+        if cached is not None and KEY in cached:
+            hit = cached[cached[KEY].astype(str).isin(missing)]
+            if len(hit):
+                stored = store.add(_pii_free(hit.reset_index(drop=True)))
+                from_customers = len(hit)
+                missing = sorted(set(missing) - set(hit[KEY].astype(str)))
+    fetched, requests = fetch_people(conn, missing, client=client)
+    if len(fetched):
+        stored = store.add(fetched)
+    people = stored[stored[KEY].isin(wanted)].reset_index(drop=True)
+    stats = {"people": len(wanted), "from_store": len(wanted) - from_customers - len(missing),
+             "from_customers_cache": from_customers, "fetched": int(len(fetched)),
+             "unknown": len(missing) - int(len(fetched)), "requests": int(requests)}
+    return people, stats
+
+
+# --- clusters ---------------------------------------------------------------------------------
+
+
+def _job2_assignments(conn: Connection, path: str | Path | None) -> pd.DataFrame | None:
+    from cio_mavera.jobs.attribute_personas import JOB, cluster_assignments_path
+
+    candidate = Path(path) if path else cluster_assignments_path(conn.cache_dir / JOB)
+    if not candidate.is_file():
+        return None
+    frame = pd.read_parquet(candidate)
+    if KEY not in frame or "cluster" not in frame:
+        return None
+    names = frame["persona"] if "persona" in frame else "Cluster " + (frame["cluster"] + 1).astype(str)
+    return pd.DataFrame({KEY: frame[KEY].astype(str), "cluster": frame["cluster"].astype(int),
+                         "cluster_name": names.astype(str)})
+
+
+def assign_clusters(people: pd.DataFrame, *, conn: Connection | None = None,
+                    assignments_path: str | Path | None = None, k_range: Sequence[int] = range(2, 7),
+                    seed: int = 0, now: Any = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """(cio_id, cluster, cluster_name) for `people`, and how they were obtained.
+
+    Uses job 2's assignments when available (given, or cached for `conn`); otherwise fits clusters
+    on `people` with the job-2 pipeline. Clusters are numbered 0 = largest.
+    """
+    from cio_mavera.errors import CioMaveraError
+
+    empty = pd.DataFrame({KEY: pd.Series(dtype=object), "cluster": pd.Series(dtype="Int64"),
+                          "cluster_name": pd.Series(dtype=object)})
+    assigned = _job2_assignments(conn, assignments_path) if conn is not None or assignments_path else None
+    if assigned is not None:
+        return assigned[assigned[KEY].isin(set(people[KEY]))].reset_index(drop=True), {
+            "source": "job-2 assignments", "k": int(assigned["cluster"].nunique())}
+    if len(people) < 20:
+        return empty, {"source": "none", "k": 0, "reason": f"only {len(people)} people, too few to cluster"}
+    from cio_mavera.jobs import attribute_personas as ap
+    from cio_mavera.jobs.cluster_profiles import profile_clusters
+
+    try:
+        typed, schema, _ = ap.prepare(people.reset_index(drop=True), now=now or pd.Timestamp.now(tz="UTC"))
+        result = ap.find_clusters(typed, schema, k_range, seed, sample_size=5000)
+    except CioMaveraError as exc:
+        return empty, {"source": "none", "k": 0, "reason": str(exc)}
+    profiles = profile_clusters(typed, result.labels)
+    names = {p.cluster: ap.cluster_name(p) for p in profiles.clusters}
+    out = pd.DataFrame({KEY: result.labels.index.astype(str), "cluster": result.labels.to_numpy()})
+    out["cluster_name"] = out["cluster"].map(names)
+    return out, {"source": "fitted on the people in the event log", "k": int(result.k),
+                 "profiles": {int(c): names[c] for c in names}}
+
+
+# --- enrichment -------------------------------------------------------------------------------
+
+
+def _failure_message(payload: Any) -> str | None:
+    if not isinstance(payload, str) or "failure_message" not in payload:
+        return None
+    try:
+        value = json.loads(payload).get("data", {}).get("failure_message")
+    except (ValueError, AttributeError):
+        return None
+    return str(value) if value else None
+
+
+def enrich(events: pd.DataFrame, people: pd.DataFrame, clusters: pd.DataFrame,
+           attributes: Sequence[str] = ATTRIBUTES) -> pd.DataFrame:
+    """Events with person attributes, cluster and bounce reason attached, and without the payload."""
+    out = events[[c for c in EVENT_COLUMNS if c in events.columns]].copy()
+    if "payload" in events:
+        out["failure_message"] = [_failure_message(p) if m == "bounced" else None
+                                  for p, m in zip(events["payload"], events["metric"], strict=True)]
+    else:
+        out["failure_message"] = events.get("failure_message", None)
+    keep = [KEY, *[a for a in attributes if a in people.columns]]
+    attrs = people[keep].drop_duplicates(subset=[KEY])
+    if "mrr" in attrs:
+        attrs["mrr"] = pd.to_numeric(attrs["mrr"], errors="coerce")
+    for column in ("company_size", "seats"):
+        if column in attrs:
+            attrs[column] = pd.to_numeric(attrs[column], errors="coerce")
+    out = out.merge(attrs, on=KEY, how="left")
+    out = out.merge(clusters[[KEY, "cluster", "cluster_name"]].drop_duplicates(subset=[KEY]), on=KEY, how="left")
+    out["cluster"] = out["cluster"].astype("Int64")
+    for column in attributes:
+        if column not in out:
+            out[column] = None
+    return out
+
+
+def enrich_events(conn: Connection, events: pd.DataFrame, *, refresh: bool = False,
+                  assignments_path: str | Path | None = None, client: Any = None,
+                  seed: int = 0) -> Enriched:
+    """Attributes and clusters for everyone in `events` (fetching only who is missing), attached."""
+    ids = events[KEY].dropna().astype(str).unique().tolist() if KEY in events else []
+    people, stats = people_for(conn, ids, refresh=refresh, client=client)
+    clusters, cluster_info = assign_clusters(people, conn=conn, assignments_path=assignments_path, seed=seed)
+    enriched = enrich(events, people, clusters)
+    stats = {**stats, "clusters": cluster_info,
+             "events_with_attributes": int(enriched["plan"].notna().sum()) if "plan" in enriched else 0,
+             "events_with_cluster": int(enriched["cluster"].notna().sum())}
+    return Enriched(enriched, people, clusters, stats)

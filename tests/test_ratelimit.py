@@ -5,6 +5,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from cio_mavera.ratelimit import FileRateLimiter, SlidingWindowLimiter, shared_limiter
 
 
@@ -70,3 +72,45 @@ def test_shared_limiter_uses_a_file_under_the_data_dir(tmp_path):
     limiter = shared_limiter("cio-app/ws 1", 10, 1.0, data_dir=tmp_path)
     limiter.acquire()
     assert (tmp_path / "ratelimit" / "cio-app_ws_1.bin").exists()
+
+
+def _take_many_redis(url: str, n: int, out) -> None:
+    from cio_mavera.ratelimit import RedisRateLimiter
+
+    limiter = RedisRateLimiter(url, "test-bucket", limit=5, window_s=0.2, margin_s=0.0)
+    for _ in range(n):
+        limiter.acquire()
+        out.put(time.time())
+
+
+@pytest.mark.redis
+def test_redis_limiter_is_shared_by_two_processes():
+    from redis_server import MISSING_REASON, RedisServer, redis_available
+
+    if not redis_available():
+        pytest.skip(MISSING_REASON)
+    with RedisServer() as server:
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_take_many_redis, args=(server.url, 8, queue)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        stamps = [queue.get(timeout=30) for _ in range(16)]
+        for p in procs:
+            p.join()
+    assert _busiest_window(stamps, 0.19) <= 5
+
+
+def test_shared_limiter_prefers_redis_when_configured(monkeypatch, tmp_path):
+    from cio_mavera import ratelimit
+
+    created = {}
+
+    class FakeRedisLimiter:
+        def __init__(self, url, key, limit, window_s):
+            created.update(url=url, key=key, limit=limit)
+
+    monkeypatch.setattr(ratelimit, "RedisRateLimiter", FakeRedisLimiter)
+    shared_limiter("cio-app-ws", 10, 1.0, data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0")
+    assert created == {"url": "redis://127.0.0.1:1/0", "key": "cio-app-ws", "limit": 10}
+    assert not (tmp_path / "ratelimit").exists()

@@ -15,6 +15,7 @@ from cio_mavera.customerio.track import TrackClient
 from cio_mavera.errors import InvalidParameter
 from cio_mavera.jobs import attribute_personas as ap
 from cio_mavera.jobs.cluster_profiles import profile_clusters
+from cio_mavera.jobs.clustering import NotEnoughData
 from cio_mavera.jobs.pii import contains_pii
 from cio_mavera.mavera.budget import CreditBudget
 from cio_mavera.mavera.client import MaveraClient
@@ -270,3 +271,15 @@ def test_written_back_attributes_show_up_in_the_next_pull_but_are_never_clustere
     assert ap.CLUSTER_ATTRIBUTE in customers.columns
     typed, schema, _ = ap.prepare(customers)
     assert not [c for c in typed.columns if c.startswith(ap.WRITE_BACK_PREFIX)]
+
+
+def test_a_segment_s_personas_are_named_apart_from_the_whole_audience_s(analysis):
+    everyone = ap.persona_payloads(analysis["profiles"], "b2b")
+    segment = ap.persona_payloads(analysis["profiles"], "b2b", segment_id=21)
+    assert all(p["name"].startswith("cio-mavera (segment 21): ") for p in segment)
+    assert not {p["name"] for p in everyone} & {p["name"] for p in segment}
+
+
+def test_an_empty_audience_is_refused_with_a_hint(analysis):
+    with pytest.raises(NotEnoughData, match="segment_id"):
+        ap.prepare(analysis["customers"].iloc[0:0])

@@ -23,7 +23,7 @@ from cio_mavera.customerio.track import BatchFailure, TrackClient, split_batch
 from cio_mavera.errors import BudgetExceeded, InvalidParameter
 from cio_mavera.jobs.attribute_typing import Schema, apply_schema, infer_schema
 from cio_mavera.jobs.cluster_profiles import ClusterProfile, ClusterProfiles, profile_text
-from cio_mavera.jobs.clustering import ClusterResult, cluster
+from cio_mavera.jobs.clustering import ClusterResult, NotEnoughData, cluster
 from cio_mavera.jobs.pii import assert_no_pii, strip_pii
 from cio_mavera.mavera.budget import DEFAULT_WORST_CASE
 from cio_mavera.mavera.client import MaveraClient
@@ -67,6 +67,9 @@ def prepare(customers: pd.DataFrame, *, now: Any = None, drop_quasi: bool = True
     """
     if KEY not in customers.columns:
         raise InvalidParameter(f"the customer frame has no {KEY!r} column; load it with load_audience")
+    if customers.empty:
+        raise NotEnoughData("the audience has no customers; check segment_id (an empty or "
+                            "unknown segment) or pull again with refresh=True")
     own = {c: "written back by this job (not an input)" for c in customers.columns
            if str(c).startswith(WRITE_BACK_PREFIX)}
     _, pii = strip_pii(customers.drop(columns=list(own)), keep=[KEY], drop_quasi=drop_quasi)
@@ -122,16 +125,25 @@ def _trait_phrase(r: Any) -> str:
     return f"{'high' if r.smd > 0 else 'low'} {_human(column)}"
 
 
-def persona_payloads(profiles: ClusterProfiles, audience: Literal["b2b", "b2c"] | str = "b2b"
-                     ) -> list[dict[str, Any]]:
-    """One create/update body per cluster (in `profiles.clusters` order), checked to hold no PII."""
+def persona_prefix(segment_id: int | None = None) -> str:
+    """"cio-mavera: ", or "cio-mavera (segment 21): " so a segment's personas never overwrite others."""
+    return PERSONA_PREFIX if segment_id is None else f"cio-mavera (segment {int(segment_id)}): "
+
+
+def persona_payloads(profiles: ClusterProfiles, audience: Literal["b2b", "b2c"] | str = "b2b",
+                     segment_id: int | None = None) -> list[dict[str, Any]]:
+    """One create/update body per cluster (in `profiles.clusters` order), checked to hold no PII.
+
+    Personas are found again by name, so the name carries the audience scope (everyone or one
+    segment) plus the cluster's two defining traits.
+    """
     kind = AUDIENCE_TYPES.get(str(audience).lower())
     if kind is None:
         raise InvalidParameter(f"audience must be 'b2b' or 'b2c', got {audience!r}")
     names = _unique([cluster_name(p) for p in profiles.clusters])
     payloads = []
     for profile, name in zip(profiles.clusters, names, strict=True):
-        full = (PERSONA_PREFIX + name)[:MAX_NAME_CHARS].rstrip(" ,")
+        full = (persona_prefix(segment_id) + name)[:MAX_NAME_CHARS].rstrip(" ,")
         who = "business buyers and users" if kind == "B2B" else "consumers"
         description = (f"{kind} persona for an audience of {who}, built by cio-mavera from "
                        f"aggregated Customer.io attributes (no individual's data). "

@@ -186,13 +186,19 @@ def projection_sentence(result: ClusterResult) -> str:
             "clusters differ on many attributes at once, overlap means they differ on few.")
 
 
+def _feature_label(column: str) -> str:
+    suffix = "_days_ago"
+    return f"days since {column[: -len(suffix)]}" if column.endswith(suffix) else column
+
+
 def heatmap_sentence(profiles: ClusterProfiles) -> str:
     """The single strongest trait of each cluster."""
     parts = []
     for p in profiles.clusters:
         if len(p.top):
             r = p.top.iloc[0]
-            what = f"{r['column']}={r['level']}" if r["kind"] == "category" else str(r["column"])
+            label = _feature_label(str(r["column"]))
+            what = f"{label}={r['level']}" if r["kind"] == "category" else label
             parts.append(f"cluster {p.cluster + 1} by {what} ({r['smd']:+.1f} SD)")
     return ("Cells show how far each cluster sits from all customers, in standard deviations. "
             "Strongest trait per cluster: " + "; ".join(parts) + ".")

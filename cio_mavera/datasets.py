@@ -45,6 +45,11 @@ def _unset(max_age: Any) -> bool:
     return max_age == "default"
 
 
+def _dependency_age(refresh: bool) -> MaxAge | str:
+    """Max age of a dataset another one is built from: a refresh accepts only just-pulled data."""
+    return timedelta(minutes=1) if refresh else "default"
+
+
 @contextlib.contextmanager
 def _app(conn: Connection, client: AppClient | None) -> Iterator[AppClient]:
     if client is not None:
@@ -164,8 +169,11 @@ def actions(conn: Connection | None = None, *, refresh: bool = False,
             max_age: MaxAge | str = "default", client: AppClient | None = None) -> pd.DataFrame:
     """One row per campaign action (message): campaign_id, action_id, channel, copy, state."""
 
+    conn = _conn(conn)
+
     def fetch(app: AppClient) -> pd.DataFrame:
-        ids = [int(c["id"]) for c in app.campaigns()]
+        listed = campaigns(conn, client=app, max_age=_dependency_age(refresh))
+        ids = [int(c) for c in listed["campaign_id"]]
         return _action_frame(list(zip(ids, app.map(app.campaign_actions, ids), strict=True)))
 
     return _single(conn, "actions", {}, fetch, refresh=refresh, max_age=max_age, client=client)
@@ -223,10 +231,11 @@ def metrics(conn: Connection | None = None, start: Any = None, end: Any = None, 
         entry.begin(refresh=refresh, max_age=max_age)
         with _app(conn, client) as app:
             before = app.stats.requests
-            action_table = actions(conn, client=app, refresh=refresh)
+            listed = campaigns(conn, client=app, max_age=_dependency_age(refresh))
+            action_table = actions(conn, client=app, max_age=_dependency_age(refresh))
             by_campaign = {int(c): sorted(g["action_id"].tolist())
                            for c, g in action_table.groupby("campaign_id")}
-            for cid in campaigns(conn, client=app, refresh=refresh)["campaign_id"]:
+            for cid in listed["campaign_id"]:
                 by_campaign.setdefault(int(cid), [])
             todo = [c for c in sorted(by_campaign) if not entry.has_part(f"campaign-{c}")]
 

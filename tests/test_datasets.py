@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -247,24 +249,18 @@ def test_two_pulls_at_once_share_the_limit_and_get_no_429(make_sandbox, tmp_path
         list(client.segment_members(segment_id, limit=5))
         client.customers_attributes([str(server.state.workspace.customers["cio_id"].iloc[0])])
     server.state.reset()
-    results: dict[str, int] = {}
-    errors: list[BaseException] = []
-
-    def pull(key: str, segment: int | None) -> None:
-        try:
-            with AppClient(conn) as client:  # each its own client, one shared file limiter
-                results[key] = len(datasets.customers(conn, segment, client=client))
-        except BaseException as exc:  # noqa: BLE001 - surfaced by the assert below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=pull, args=("all", None)),
-               threading.Thread(target=pull, args=("segment", segment_id))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    assert results == {"all": 1200, "segment": len(members[segment_id])}
+    # Two processes (the server stays in this one), as two notebooks or batch runs would be.
+    env = {**os.environ, **server.env(), "CIO_MAVERA_MODE": "live", "TQDM_DISABLE": "1",
+           "CIO_MAVERA_DATA_DIR": str(tmp_path / "data")}
+    commands = [[sys.executable, "-m", "cio_mavera.cli", "pull", "customers"],
+                [sys.executable, "-m", "cio_mavera.cli", "pull", "customers",
+                 "--segment", str(segment_id)]]
+    runs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for c in commands]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert outputs[0][0].startswith("1,200 customers")
+    assert outputs[1][0].startswith(f"{len(members[segment_id]):,} customers")
     assert _stats(server)["rate_limited_total"] == 0
     expected = 2 + 12 + 1 + math.ceil(len(members[segment_id]) / 100)
     assert _stats(server)["requests_total"] == expected

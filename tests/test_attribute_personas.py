@@ -283,3 +283,20 @@ def test_a_segment_s_personas_are_named_apart_from_the_whole_audience_s(analysis
 def test_an_empty_audience_is_refused_with_a_hint(analysis):
     with pytest.raises(NotEnoughData, match="segment_id"):
         ap.prepare(analysis["customers"].iloc[0:0])
+
+
+def test_report_text_states_the_cost_before_creation_and_the_write_back_outcome(analysis,
+                                                                                 make_client):
+    from cio_mavera.jobs import persona_narrative as nar
+
+    k = len(analysis["payloads"])
+    plan = ap.plan_personas(make_client(), analysis["payloads"])
+    assert f"**{300 * k} credits** worst case, which fits" in nar.cost_markdown(plan, True, 2000)
+    assert "does **not** fit" in nar.cost_markdown(plan, True, 300 * k - 1)
+    report = ap.WriteBackReport(dry_run=False, people=10, operations=10, requests=2, sample=[],
+                                accepted=9, failed_first_attempt=2, retried=2,
+                                failures=[{"cio_id": "x", "reason": "invalid"}])
+    text = nar.write_back_markdown(report)
+    assert "**9 of 10 people**" in text and "2 item(s) failed" in text and "1 still failed" in text
+    assert "Dry run, nothing sent" in nar.write_back_markdown(
+        ap.write_back(None, analysis["result"].assignments().head(5), {0: "a"}, dry_run=True))

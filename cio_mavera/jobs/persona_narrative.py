@@ -253,13 +253,18 @@ def persona_cards(profiles: ClusterProfiles, payloads: Sequence[Mapping[str, Any
     return cards
 
 
+_STATUS_WORDS = {"unchanged": "reused unchanged", "would create": "previewed, not created",
+                 "would update": "previewed, update pending", "exists": "already existing",
+                 "skipped": "skipped by the budget"}
+
+
 def credits_markdown(budget: Any, personas: pd.DataFrame, answers: Mapping[str, str | None],
                      mavera_stats: Mapping[str, Any] | None = None) -> str:
     """Credits spent of the budget, cache use, and what was skipped."""
     s = budget.summary()
     counts = personas["status"].value_counts()
     lines = [f"Spent **{s['spent']} of {s['max_credits']} credits** this run ({s['remaining']} left): "
-             + ", ".join(f"{n} persona(s) {k}" for k, n in counts.items())
+             + ", ".join(f"{n} persona(s) {_STATUS_WORDS.get(k, k)}" for k, n in counts.items())
              + f", {sum(1 for a in answers.values() if a)} engagement answer(s)."]
     if mavera_stats:
         lines[0] += (f" {mavera_stats.get('cache_hits', 0)} Mavera answers came from the local "
@@ -285,12 +290,14 @@ def write_back_markdown(report: WriteBackReport | None) -> str:
                 f"Track v2 identify operations in {report.requests} batch request(s). "
                 "Set `write_back_dry_run=False` to send. Sample operation:\n\n"
                 f"```json\n{_json(report.sample[:1])}\n```")
-    status = (f"{len(report.failures)} still failed after one retry" if report.failures
-              else "none failed in the end")
-    return (f"Wrote `{CLUSTER_ATTRIBUTE}` and `{PERSONA_ATTRIBUTE}` for **{report.accepted:,} of "
-            f"{report.people:,} people** in {report.requests} request(s). "
-            f"{report.failed_first_attempt} item(s) failed on the first attempt and were retried "
-            f"once; {status}.")
+    head = (f"Wrote `{CLUSTER_ATTRIBUTE}` and `{PERSONA_ATTRIBUTE}` for **{report.accepted:,} of "
+            f"{report.people:,} people** in {report.requests} request(s).")
+    if not report.failed_first_attempt:
+        return head + " Customer.io accepted every item."
+    status = (f"{len(report.failures)} still failed after that retry (listed in results.json)"
+              if report.failures else "all of them were accepted on the retry")
+    return (f"{head} {report.failed_first_attempt} item(s) failed on the first attempt and were "
+            f"retried once; {status}.")
 
 
 def _json(value: Any) -> str:

@@ -31,6 +31,7 @@ __all__ = [
     "Enriched",
     "PeopleStore",
     "assign_clusters",
+    "campaign_names",
     "enrich",
     "enrich_events",
     "fetch_people",
@@ -254,3 +255,11 @@ def enrich_events(conn: Connection, events: pd.DataFrame, *, refresh: bool = Fal
              "events_with_attributes": int(enriched["plan"].notna().sum()) if "plan" in enriched else 0,
              "events_with_cluster": int(enriched["cluster"].notna().sum())}
     return Enriched(enriched, people, clusters, stats)
+
+
+def campaign_names(conn: Connection, *, refresh: bool = False) -> dict[int, str]:
+    """Campaign id -> name from the (cached) campaigns list, for readable reports and prompts."""
+    from cio_mavera import datasets
+
+    frame = datasets.campaigns(conn, refresh=refresh)
+    return {int(c): str(n) for c, n in zip(frame["campaign_id"], frame["name"], strict=True) if n}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,10 @@ def run_sandbox_pipeline(conn: Connection, events: int = 4000, seed: int | None 
     try:
         with ReceiverThread(create_app(queue, secret)) as receiver:
             started = time.perf_counter()
-            summary = replay(receiver.url + WEBHOOK_PATH, stream, secret, rate=rate, concurrency=concurrency)
+            # The replay runs its own event loop; a thread keeps it clear of Jupyter's running loop.
+            with ThreadPoolExecutor(1, thread_name_prefix="cio-mavera-replay") as pool:
+                summary = pool.submit(replay, receiver.url + WEBHOOK_PATH, stream, secret, rate=rate,
+                                      concurrency=concurrency).result()
             seconds["replay"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         written = drain_once(queue, root / "events", consumer="sandbox-pipeline")

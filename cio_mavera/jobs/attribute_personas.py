@@ -214,15 +214,17 @@ def estimate_persona_cost(payloads: Sequence[Mapping[str, Any]], client: MaveraC
     return int(plan_personas(client, payloads)["cost"].sum())
 
 
-def sync_personas(client: MaveraClient, payloads: Sequence[Mapping[str, Any]], create: bool = True
-                  ) -> pd.DataFrame:
+def sync_personas(client: MaveraClient, payloads: Sequence[Mapping[str, Any]], create: bool = True,
+                  *, plan: pd.DataFrame | None = None) -> pd.DataFrame:
     """Ensure one persona per payload; with `create=False` only preview (no create or update).
 
     Returns one row per payload, in order: name, status (created, updated, unchanged, skipped; or
     would create / would update / exists in a preview), persona_id, credits, reason. A persona the
-    budget cannot afford is refused before sending and recorded as skipped.
+    budget cannot afford is refused before sending and recorded as skipped. Pass the `plan` already
+    shown to the reader to skip looking every persona up again.
     """
-    plan = plan_personas(client, payloads)
+    if plan is None or len(plan) != len(payloads):
+        plan = plan_personas(client, payloads)
     rows = []
     for payload, planned in zip(payloads, plan.itertuples(index=False), strict=True):
         row = {"name": payload["name"], "status": "", "persona_id": planned.persona_id,

@@ -40,6 +40,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     work.add_argument("--consumer", default=None, help="consumer name (default: hostname-pid)")
     work.add_argument("--batch", type=int, default=500, help="events per claim (default 500)")
     work.add_argument("--once", action="store_true", help="drain what is queued now, then exit")
+    work.add_argument("--research", action=argparse.BooleanOptionalAction, default=None,
+                      help="evaluate retention triggers and ask Mave to research them (default: on when the "
+                           "Customer.io and Mavera keys are set, off in sandbox mode)")
+    work.add_argument("--max-credits", type=int, default=600, metavar="N",
+                      help="the most Mavera credits this worker may spend on research (default 600)")
+    work.add_argument("--research-interval", type=float, default=60.0, metavar="S",
+                      help="evaluate triggers at most every S seconds, when new events arrived (default 60)")
+    work.add_argument("--cooldown-hours", type=float, default=24.0, metavar="H",
+                      help="never research the same trigger again within H hours (default 24)")
     work.set_defaults(handler=work_command)
 
 
@@ -89,11 +98,35 @@ def work_command(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.batch < 1:
         raise ConfigError("--batch must be at least 1")
+    research = _research_loop(args, settings)
     queue = open_queue(args.queue, data_dir=settings.data_dir, redis_url=settings.redis_url)
     try:
         total = run_worker(queue, settings.data_dir / "events", consumer=args.consumer or default_consumer(),
-                           batch=args.batch, once=args.once)
+                           batch=args.batch, once=args.once, after_batch=research)
     finally:
         queue.close()
+        if research is not None:
+            research.close()
+            print(f"research: {research.evaluations} evaluation(s), {research.budget.spent} credits spent",
+                  file=sys.stderr)
     print(f"wrote {total} new events to {settings.data_dir / 'events'}", file=sys.stderr)
     return 0
+
+
+def _research_loop(args: argparse.Namespace, settings: Settings):  # -> ResearchLoop | None
+    """The trigger/research hook for the worker, or None when research is off."""
+    enabled = args.research
+    if enabled is None:
+        enabled = settings.has("customerio") and settings.has("mavera") and settings.mode != "sandbox"
+    if not enabled:
+        return None
+    if args.max_credits < 0 or args.research_interval < 0 or args.cooldown_hours < 0:
+        raise ConfigError("--max-credits, --research-interval and --cooldown-hours must be >= 0")
+    from ..connect import connect
+    from ..jobs.retention_watch import ResearchLoop
+
+    conn = connect("customerio", "mavera", settings=settings)
+    print(f"research on: triggers every {args.research_interval:g} s at most, budget {args.max_credits} credits, "
+          f"cooldown {args.cooldown_hours:g} h ({conn.describe()})", file=sys.stderr)
+    return ResearchLoop(conn, settings.data_dir / "events", max_credits=args.max_credits,
+                        interval_s=args.research_interval, cooldown_hours=args.cooldown_hours)

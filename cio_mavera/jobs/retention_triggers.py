@@ -59,6 +59,7 @@ CAMPAIGN_METRICS = ("opt_out",)
 METRIC_EVENTS = {"opt_out": ("unsubscribed", "spammed")}
 CHURN_METRICS = ("unsubscribed", "spammed")  # plus hard bounces
 DEFAULT_PRIOR_WEIGHT = 1000.0
+MIN_PEER_EXPOSURE = 100  # fewer messages than this to other series: the prior pools every series
 _HOUR = 3600
 # Permanent failures: bad mailbox (SMTP 5.1.x / 550, 551, 553 "user unknown"), from reference §5.4's
 # `failure_message`. Mailbox-full (5.2.2) and content blocks (5.7.1) are temporary or policy bounces.
@@ -235,8 +236,11 @@ def _level_tests(hits: pd.DataFrame, exposure: pd.DataFrame, windows: np.ndarray
     for key in tested:
         same_peer = np.ones(len(hits), bool) if not peer else (hits[peer[0]] == key[1]).to_numpy()
         same_peer_exposure = np.ones(len(exposure), bool) if not peer else (exposure[peer[0]] == key[1]).to_numpy()
-        n_hits = int(same_peer.sum()) - int(totals.get(key if len(key) > 1 else key[0], 0))
-        n_exposure = int(same_peer_exposure.sum()) - int(shown.get(key if len(key) > 1 else key[0], 0))
+        own = key if len(key) > 1 else key[0]
+        n_hits = int(same_peer.sum()) - int(totals.get(own, 0))
+        n_exposure = int(same_peer_exposure.sum()) - int(shown.get(own, 0))
+        if n_exposure < MIN_PEER_EXPOSURE:  # no peers to speak of (one cluster, one campaign): pool everyone
+            n_hits, n_exposure = int(same_peer.sum()), int(same_peer_exposure.sum())
         priors[key] = _prior(max(0, n_hits), max(0, n_exposure))
     return _series_tests(hits, exposure, windows, group=group, metric=metric, priors=priors,
                          prior_weight=prior_weight)

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -153,17 +153,28 @@ def drain_once(queue: WebhookQueue, event_log_dir: str | Path | EventLog, *, con
 
 
 def run_worker(queue: WebhookQueue, event_log_dir: str | Path, *, consumer: str, batch: int = 500,
-               once: bool = False, block_ms: int = 1000) -> int:
-    """Drain forever (or once); returns rows written. Stop it with Ctrl-C or SIGTERM."""
+               once: bool = False, block_ms: int = 1000,
+               after_batch: Callable[[int], object] | None = None) -> int:
+    """Drain forever (or once); returns rows written. Stop it with Ctrl-C or SIGTERM.
+
+    `after_batch(rows_written)` runs after every claim, including empty ones, once the batch is
+    durably in the log and acked (so a slow or failing hook never delays or repeats ingestion);
+    job 3 uses it to evaluate triggers and request research.
+    """
     log_ = EventLog(event_log_dir)
     if once:
-        return drain_once(queue, log_, consumer=consumer, batch=batch)
+        written = drain_once(queue, log_, consumer=consumer, batch=batch)
+        if after_batch is not None:
+            after_batch(written)
+        return written
     total = 0
     try:
         while True:
             items = queue.claim(consumer, max_items=batch, block_ms=block_ms)
-            if items:
-                total += process_batch(queue, log_, items)
+            written = process_batch(queue, log_, items) if items else 0
+            total += written
+            if after_batch is not None:
+                after_batch(written)
     except KeyboardInterrupt:
         return total
 

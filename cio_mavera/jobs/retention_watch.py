@@ -1,0 +1,103 @@
+"""Job 3 inside the worker: after drained batches, evaluate triggers on the event log and research them.
+
+`ResearchLoop` is the `after_batch` hook of `receiver.worker.run_worker`. It runs at most every
+`interval_s` seconds and only when new events arrived, so a busy queue is drained at full speed and
+the analysis (which reads the whole log) runs on a schedule. One `CreditBudget` spans the worker's
+life; the cooldown state is on disk, so a restarted worker does not ask again what it already asked.
+A failing evaluation is logged and retried at the next interval; it never stops ingestion.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cio_mavera.connect import Connection
+from cio_mavera.errors import CioMaveraError
+from cio_mavera.jobs.retention_research import Brief, research_dir, research_triggers
+
+log = logging.getLogger("cio_mavera.retention")
+
+__all__ = ["ResearchLoop"]
+
+
+class ResearchLoop:
+    """Evaluate triggers and request research on a schedule, from the worker loop."""
+
+    def __init__(self, conn: Connection, event_log_dir: str | Path, *, max_credits: int = 600,
+                 interval_s: float = 60.0, window_hours: float = 24, step_hours: float = 6,
+                 valuable_plans: Sequence[str] = ("pro", "business", "enterprise"), alpha: float = 0.05,
+                 cooldown_hours: float = 24, client: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        from cio_mavera.mavera.budget import CreditBudget
+
+        self.conn = conn
+        self.event_log_dir = Path(event_log_dir)
+        self.interval_s = interval_s
+        self.options = {"window_hours": window_hours, "step_hours": step_hours,
+                        "valuable_plans": list(valuable_plans), "alpha": alpha}
+        self.cooldown_hours = cooldown_hours
+        self.budget = CreditBudget(max_credits)
+        self._client = client
+        self.clock = clock
+        self.pending = 0
+        self.last_run: float | None = None
+        self.evaluations = 0
+
+    @property
+    def client(self) -> Any:
+        """The Mavera client, created on first use (so a worker without triggers never needs a key)."""
+        if self._client is None:
+            from cio_mavera.mavera.client import MaveraClient
+
+            self._client = MaveraClient(self.conn, job="retention-research", budget=self.budget)
+        return self._client
+
+    def __call__(self, written: int) -> list[Brief] | None:
+        """Note `written` new rows; evaluate when some are pending and the interval has passed."""
+        self.pending += int(written)
+        now = self.clock()
+        if self.pending == 0 or (self.last_run is not None and now - self.last_run < self.interval_s):
+            return None
+        self.last_run = now
+        try:
+            briefs = self.evaluate()
+        except CioMaveraError as exc:  # the next interval retries; ingestion goes on
+            log.error("retention evaluation failed, retrying in %.0f s: %s", self.interval_s, exc)
+            return None
+        self.pending = 0
+        return briefs
+
+    def evaluate(self) -> list[Brief]:
+        """Enrich the whole log, find triggers, research those outside their cooldown."""
+        from cio_mavera.jobs.retention_enrichment import campaign_names, enrich_events
+        from cio_mavera.jobs.retention_triggers import find_triggers
+        from cio_mavera.receiver.worker import read_event_log
+
+        self.evaluations += 1
+        events = read_event_log(self.event_log_dir)
+        if events.empty:
+            return []
+        enriched = enrich_events(self.conn, events)
+        found = find_triggers(enriched.events, **self.options)
+        if not found.triggers:
+            log.info("retention: %d events, no trigger", len(events))
+            return []
+        try:
+            names = campaign_names(self.conn)
+        except CioMaveraError:
+            names = {}
+        briefs = research_triggers(self.client, found.triggers, directory=research_dir(self.conn),
+                                   cooldown_hours=self.cooldown_hours, campaign_names=names)
+        for brief in briefs:
+            log.warning("retention trigger %s: %s%s", brief.key, brief.status,
+                        f" ({brief.reason})" if brief.reason else "")
+        return briefs
+
+    def close(self) -> None:
+        """Flush the credits ledger and close the Mavera client."""
+        if self._client is not None:
+            self._client.close()

@@ -251,7 +251,11 @@ def enrich_events(conn: Connection, events: pd.DataFrame, *, refresh: bool = Fal
     people, stats = people_for(conn, ids, refresh=refresh, client=client)
     clusters, cluster_info = assign_clusters(people, conn=conn, assignments_path=assignments_path, seed=seed)
     enriched = enrich(events, people, clusters)
-    stats = {**stats, "clusters": cluster_info,
+    path = store_dir(conn) / "clusters.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clusters.to_parquet(path.with_suffix(".parquet.tmp"), index=False)
+    os.replace(path.with_suffix(".parquet.tmp"), path)
+    stats = {**stats, "clusters": cluster_info, "clusters_path": str(path),
              "events_with_attributes": int(enriched["plan"].notna().sum()) if "plan" in enriched else 0,
              "events_with_cluster": int(enriched["cluster"].notna().sum())}
     return Enriched(enriched, people, clusters, stats)

@@ -246,7 +246,7 @@ def test_two_pulls_at_once_share_the_limit_and_get_no_429(make_sandbox, tmp_path
     # behind that stall are admitted late and in a clump, which no client pacing can undo.
     with AppClient(conn) as client:
         next(iter(client.search_customers(limit=5)))
-        list(client.segment_members(segment_id, limit=5))
+        next(iter(client.segment_members(segment_id, limit=5)))
         client.customers_attributes([str(server.state.workspace.customers["cio_id"].iloc[0])])
     server.state.reset()
     # Two processes (the server stays in this one), as two notebooks or batch runs would be.

@@ -7,15 +7,12 @@ wraps them in `IPython.display`.
 
 from __future__ import annotations
 
-import datetime as dt
 import html
-import io
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from cio_mavera.jobs.campaign_messaging import (
     CURRENT,
@@ -26,6 +23,7 @@ from cio_mavera.jobs.campaign_messaging import (
     Variation,
 )
 from cio_mavera.jobs.campaign_stats import rate_definition
+from cio_mavera.jobs.report_parts import age_text, figure_png, parameters_table
 
 __all__ = [
     "credits_markdown",
@@ -66,11 +64,6 @@ def _message(row: Any) -> str:
     return f"“{get('name') or 'message'}” ({_channel(get('channel'))} #{int(get('action_id'))})"
 
 
-def figure_png(figure: Figure, dpi: int = 110) -> bytes:
-    """A figure as PNG bytes: displays the same under Agg, inline and in the static HTML report."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
 
 
 # --- mode, freshness, parameters ---------------------------------------------------------------
@@ -80,7 +73,7 @@ def mode_banner(data: CampaignData) -> str:
     """HTML: a loud SANDBOX DATA banner in sandbox mode (a quiet live note otherwise) and data freshness."""
     pulled = [pd.Timestamp(v) for v in data.freshness.values() if v]
     oldest = min(pulled) if pulled else None
-    age = _age(oldest) if oldest is not None else "unknown"
+    age = age_text(oldest) if oldest is not None else "unknown"
     window = f"{data.start:%Y-%m-%d} to {(data.end - pd.Timedelta(days=1)):%Y-%m-%d} (UTC, {data.days} days)"
     facts = (f"Workspace <b>{html.escape(data.workspace)}</b> · window {window} · "
              f"data pulled {html.escape(f'{oldest:%Y-%m-%d %H:%M} UTC' if oldest is not None else 'unknown')} "
@@ -95,21 +88,8 @@ def mode_banner(data: CampaignData) -> str:
             f"<b>Live data</b> · {facts}</div>")
 
 
-def _age(when: pd.Timestamp) -> str:
-    seconds = max(0.0, (pd.Timestamp(dt.datetime.now(dt.UTC)) - when).total_seconds())
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.0f} days"
 
 
-def parameters_table(parameters: Mapping[str, Any]) -> pd.DataFrame:
-    """The run's parameters as a two-column table (the parameters cell itself is hidden in reports)."""
-    return pd.DataFrame({"Parameter": list(parameters),
-                         "Value": [repr(v) for v in parameters.values()]}).set_index("Parameter")
 
 
 # --- summary -----------------------------------------------------------------------------------

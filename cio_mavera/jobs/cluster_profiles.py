@@ -186,7 +186,6 @@ def describe_effect(r) -> str:
             f"{_fmt_num(r.overall_value)})")
 
 
-_describe_effect = describe_effect  # older private name, still imported by persona_narrative
 
 
 def _label(column: str) -> str:

@@ -6,9 +6,7 @@ the notebook wraps them in `IPython.display`.
 
 from __future__ import annotations
 
-import datetime as dt
 import html
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,30 +24,13 @@ from cio_mavera.jobs.attribute_personas import (
 from cio_mavera.jobs.attribute_typing import Schema
 from cio_mavera.jobs.cluster_profiles import ClusterProfiles
 from cio_mavera.jobs.clustering import ClusterResult, Selection
-
-
-def figure_png(figure: Figure, dpi: int = 110) -> bytes:
-    """A figure as PNG bytes: shows the same under Agg, inline and in the static HTML report."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
-
-
-def _age(when: pd.Timestamp) -> str:
-    seconds = max(0.0, (pd.Timestamp(dt.datetime.now(dt.UTC)) - when).total_seconds())
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.0f} days"
+from cio_mavera.jobs.report_parts import age_text, figure_png, parameters_table  # noqa: F401 (the notebook uses them from here)
 
 
 def mode_banner(conn: Connection, customers: pd.DataFrame, segment_id: int | None = None) -> str:
     """HTML: a loud SANDBOX DATA banner in sandbox mode (a quiet note live) with data freshness."""
     when = pulled_at(customers)
-    fresh = (f"pulled {when:%Y-%m-%d %H:%M} UTC ({_age(when)} ago)" if when is not None
+    fresh = (f"pulled {when:%Y-%m-%d %H:%M} UTC ({age_text(when)} ago)" if when is not None
              else "pull time unknown")
     source = "from the local cache" if customers.attrs.get("from_cache") else "just now"
     who = "everyone in the workspace" if segment_id is None else f"members of segment {segment_id}"
@@ -66,10 +47,6 @@ def mode_banner(conn: Connection, customers: pd.DataFrame, segment_id: int | Non
             f"<b>Live data</b> · {facts}</div>")
 
 
-def parameters_table(parameters: Mapping[str, Any]) -> pd.DataFrame:
-    """The run's parameters as a table (the parameters cell itself is hidden in reports)."""
-    return pd.DataFrame({"Parameter": list(parameters),
-                         "Value": [repr(v) for v in parameters.values()]}).set_index("Parameter")
 
 
 # --- schema and PII --------------------------------------------------------------------------
@@ -222,9 +199,9 @@ def cost_markdown(plan: pd.DataFrame, create: bool, max_credits: int) -> str:
 
 
 def _traits(profile: Any) -> str:
-    from cio_mavera.jobs.cluster_profiles import _describe_effect  # one wording for text and card
+    from cio_mavera.jobs.cluster_profiles import describe_effect  # one wording for text and card
 
-    return "\n".join(f"  - {_describe_effect(r)}" for r in profile.top.itertuples(index=False))
+    return "\n".join(f"  - {describe_effect(r)}" for r in profile.top.itertuples(index=False))
 
 
 def persona_cards(profiles: ClusterProfiles, payloads: Sequence[Mapping[str, Any]],

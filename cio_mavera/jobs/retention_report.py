@@ -7,7 +7,6 @@ HTML report is self-contained.
 from __future__ import annotations
 
 import html
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,17 +14,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from cio_mavera.jobs.report_parts import figure_png, parameters_table
 from cio_mavera.jobs.retention_research import Brief
 from cio_mavera.jobs.retention_triggers import METRIC_EVENTS, Trigger, TriggerResult, series_events
 
 _OPT_OUT = ("unsubscribed", "spammed")
 
 
-def figure_png(figure: Figure, dpi: int = 110) -> bytes:
-    """A figure as PNG bytes (same under Agg, inline and in the HTML report)."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
 
 
 def _pct(x: float) -> str:
@@ -65,10 +60,6 @@ def source_banner(mode: str, workspace: str, events: pd.DataFrame, pipeline: Map
     return f"<div style='border-left:4px solid #2c3e50;padding:.4em .8em;margin:.5em 0'><b>Live data</b> · {facts}</div>"
 
 
-def parameters_table(parameters: Mapping[str, Any]) -> pd.DataFrame:
-    """The run's parameters as a two-column table."""
-    return pd.DataFrame({"Parameter": list(parameters),
-                         "Value": [repr(v) for v in parameters.values()]}).set_index("Parameter")
 
 
 # --- volume -----------------------------------------------------------------------------------

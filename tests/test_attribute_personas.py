@@ -16,10 +16,10 @@ from cio_mavera.errors import InvalidParameter
 from cio_mavera.jobs import attribute_personas as ap
 from cio_mavera.jobs.cluster_profiles import profile_clusters
 from cio_mavera.jobs.clustering import NotEnoughData
-from cio_mavera.jobs.pii import contains_pii
 from cio_mavera.mavera.budget import CreditBudget
 from cio_mavera.mavera.client import MaveraClient
 from cio_mavera.mavera.ledger import credits_spent
+from cio_mavera.pii import contains_pii
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from cio_mavera.connect import Connection
 from cio_mavera.errors import BudgetExceeded, InvalidParameter
 from cio_mavera.jobs import campaign_messaging as cm
 from cio_mavera.jobs import campaign_narrative as narrative
-from cio_mavera.jobs.pii import PiiLeak, contains_pii
 from cio_mavera.mavera.budget import CreditBudget
 from cio_mavera.mavera.client import MaveraClient
+from cio_mavera.pii import PiiLeak, contains_pii
 
 # --- window and parsing (no server) ------------------------------------------------------------
 

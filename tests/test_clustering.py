@@ -30,7 +30,7 @@ from cio_mavera.jobs.clustering import (
     fit_clusters,
     prepare_attributes,
 )
-from cio_mavera.jobs.pii import contains_pii, strip_pii
+from cio_mavera.pii import contains_pii, strip_pii
 
 NOW = "2025-06-01T00:00:00Z"
 _NOW_S = 1748736000

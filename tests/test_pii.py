@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from cio_mavera.errors import CioMaveraError
-from cio_mavera.jobs.pii import PiiLeak, assert_no_pii, contains_pii, find_pii_columns, strip_pii
+from cio_mavera.pii import PiiLeak, assert_no_pii, contains_pii, find_pii_columns, strip_pii
 
 N = 200
 

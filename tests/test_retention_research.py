@@ -15,11 +15,11 @@ from cio_mavera.connect import Connection
 from cio_mavera.jobs import retention_enrichment as enrichment
 from cio_mavera.jobs import retention_pipeline as pipeline
 from cio_mavera.jobs import retention_triggers as rt
-from cio_mavera.jobs.pii import contains_pii
 from cio_mavera.jobs.retention_research import CooldownStore, research_dir, research_triggers
 from cio_mavera.jobs.retention_watch import ResearchLoop
 from cio_mavera.mavera.budget import CreditBudget
 from cio_mavera.mavera.client import MaveraClient
+from cio_mavera.pii import contains_pii
 from cio_mavera.sandbox.server import SandboxServer, start_sandbox
 
 pytestmark = pytest.mark.slow

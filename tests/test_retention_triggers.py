@@ -14,9 +14,9 @@ from scipy import stats
 from cio_mavera.errors import BudgetExceeded, InvalidParameter
 from cio_mavera.jobs import retention_enrichment as enrichment
 from cio_mavera.jobs import retention_triggers as rt
-from cio_mavera.jobs.pii import contains_pii
 from cio_mavera.jobs.retention_research import CooldownStore, research_prompt, research_triggers
 from cio_mavera.mavera.models import MaveResult
+from cio_mavera.pii import contains_pii
 from cio_mavera.receiver.queue import QueuedEvent
 from cio_mavera.receiver.worker import EventLog, read_event_log
 from cio_mavera.sandbox.webhook_stream import generate_events

@@ -24,10 +24,10 @@ from cio_mavera.errors import BudgetExceeded, InvalidParameter
 from cio_mavera.jobs.attribute_typing import Schema, apply_schema, infer_schema
 from cio_mavera.jobs.cluster_profiles import ClusterProfile, ClusterProfiles, profile_text
 from cio_mavera.jobs.clustering import ClusterResult, NotEnoughData, cluster
-from cio_mavera.jobs.pii import assert_no_pii, strip_pii
 from cio_mavera.mavera.budget import DEFAULT_WORST_CASE
 from cio_mavera.mavera.client import MaveraClient
 from cio_mavera.mavera.models import credits_of
+from cio_mavera.pii import assert_no_pii, strip_pii
 
 JOB = "attribute-personas"
 KEY = "cio_id"

@@ -26,7 +26,7 @@ from cio_mavera import datasets
 from cio_mavera.connect import Connection
 from cio_mavera.errors import BudgetExceeded, CioMaveraError, CreditsExhausted, InvalidParameter
 from cio_mavera.jobs import campaign_stats
-from cio_mavera.jobs.pii import EMAIL_RE, assert_no_pii
+from cio_mavera.pii import EMAIL_RE, assert_no_pii
 
 __all__ = [
     "SCORE_SCHEMA",

@@ -9,7 +9,7 @@ import pandas as pd
 
 from cio_mavera.errors import InvalidParameter
 from cio_mavera.jobs.attribute_typing import DAYS_AGO_SUFFIX
-from cio_mavera.jobs.pii import assert_no_pii
+from cio_mavera.pii import assert_no_pii
 
 _EFFECT_COLUMNS = [
     "cluster", "column", "level", "kind", "cluster_value", "overall_value", "smd", "lift",

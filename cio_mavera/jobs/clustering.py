@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from cio_mavera.errors import CioMaveraError, InvalidParameter
 from cio_mavera.jobs.attribute_typing import BOOLEAN, Schema, apply_schema, infer_schema
-from cio_mavera.jobs.pii import strip_pii
+from cio_mavera.pii import strip_pii
 
 MINIBATCH_THRESHOLD = 50_000
 

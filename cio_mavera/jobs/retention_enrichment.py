@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from cio_mavera.connect import Connection
-from cio_mavera.jobs.pii import strip_pii
+from cio_mavera.pii import strip_pii
 
 __all__ = [
     "ATTRIBUTES",

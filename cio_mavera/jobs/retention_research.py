@@ -25,8 +25,8 @@ import pandas as pd
 
 from cio_mavera.connect import Connection
 from cio_mavera.errors import ApiError, BudgetExceeded, CreditsExhausted, InvalidParameter
-from cio_mavera.jobs.pii import assert_no_pii
 from cio_mavera.jobs.retention_triggers import Trigger
+from cio_mavera.pii import assert_no_pii
 
 __all__ = ["Brief", "CooldownStore", "load_briefs", "research_dir", "research_prompt", "research_triggers"]
 

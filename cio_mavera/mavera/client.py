@@ -25,7 +25,7 @@ import httpx
 from ..connect import Connection
 from ..errors import ApiError, ConfigError, ServerError
 from ..http import HttpClient, RetryPolicy
-from ..jobs.pii import contains_pii
+from ..pii import contains_pii
 from .budget import DEFAULT_WORST_CASE, CreditBudget, Reservation
 from .errors import (
     SERVICE,
@@ -165,7 +165,7 @@ class MaveraClient:
             shown = ", ".join(findings[:5]) + (f" and {len(findings) - 5} more" if len(findings) > 5 else "")
             raise PiiBlocked(
                 f"refused to send {endpoint} to Mavera: customer PII (email/phone) at {shown}; "
-                "remove it first (cio_mavera.jobs.pii.strip_pii) -- only aggregates and persona "
+                "remove it first (cio_mavera.pii.strip_pii) -- only aggregates and persona "
                 "descriptions may leave the machine", findings=findings)
 
     def _record(self, endpoint: str, credits: int, *, cached: bool) -> None:

@@ -132,7 +132,7 @@ def assert_no_pii(obj: Any, *, what: str = "payload") -> None:
         where = ", ".join(f"{p} ({k})" for p, k in findings[:10])
         more = f" and {len(findings) - 10} more" if len(findings) > 10 else ""
         raise PiiLeak(
-            f"{what} contains personal data at {where}{more}; strip it (cio_mavera.jobs.pii."
+            f"{what} contains personal data at {where}{more}; strip it (cio_mavera.pii."
             "strip_pii) before sending it anywhere",
             findings=findings,
         )

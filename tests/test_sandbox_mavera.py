@@ -537,3 +537,14 @@ def test_reset_restores_credits_and_forgets_resources(sandbox: SandboxServer, ap
     assert sandbox.state.mavera.balance == sandbox.state.config.mavera_credits
     assert api.get("/personas", params={"is_custom": "true"}).json()["data"] == []
     assert api.get("/mave/threads").json()["data"] == []
+
+
+def test_injected_faults_still_carry_rate_limit_headers(sandbox):
+    env = sandbox.env()
+    httpx.post(f"{sandbox.url}/__sandbox__/faults",
+               json={"prefix": "/mavera/api/v1/personas", "status": 503, "count": 1})
+    response = httpx.get(f"{env['MAVERA_BASE_URL']}/personas",
+                         headers={"Authorization": f"Bearer {env['MAVERA_API_KEY']}"})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} <= set(response.headers)

@@ -36,10 +36,12 @@ log = logging.getLogger("cio_mavera.sandbox")
 _MAX_LOGGED_BODY = 256 * 1024
 
 
-def _fault_response(path: str, fault: Fault) -> Response:
+def _fault_response(state: SandboxState, path: str, fault: Fault) -> Response:
     """A fault in the shape of the API that `path` belongs to."""
     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
     if path.startswith(MAVERA_PREFIX):
+        if state.mavera is not None:  # Mavera sends its rate-limit headers on every response
+            headers.update(state.mavera.rate.peek(None))
         code = {429: "rate_limit_exceeded", 503: "service_unavailable"}.get(fault.status, "internal_error")
         body: dict[str, Any] = {"error": {"message": f"sandbox injected fault ({fault.status})",
                                           "type": "api_error", "code": code, "param": None}}
@@ -82,7 +84,7 @@ class SandboxMiddleware:
                 await asyncio.sleep(self.state.config.latency_ms / 1000)
             fault = self.state.take_fault(path, scope["method"])
             if fault is not None:
-                await _fault_response(path, fault)(scope, receive, marking_send)
+                await _fault_response(self.state, path, fault)(scope, receive, marking_send)
                 return
         await self.app(scope, recording_receive if not is_admin else receive, marking_send)
         if not is_admin:

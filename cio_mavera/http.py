@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -30,6 +31,8 @@ from .errors import ApiError, AuthError, NotFound, RateLimited, ServerError
 from .ratelimit import NoLimit, RateLimiter
 
 log = logging.getLogger("cio_mavera.http")
+# httpx logs every full URL at INFO (query strings included, e.g. ?email=); ours masks them.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -87,6 +90,14 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "****")
     return text
+
+
+_PERSONAL_SEGMENT = re.compile(r"/[^/]*(?:@|%40)[^/]*|/(?:\+|%2B)\d{6,}")
+
+
+def loggable(route: str) -> str:
+    """`route` with email and phone path segments masked: logs carry no customer PII."""
+    return _PERSONAL_SEGMENT.sub("/{personal}", route)
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -213,7 +224,7 @@ class HttpClient:
                         service=self.service) from None
                 attempt += 1
                 pause = self.retry.backoff(attempt)
-                log.warning("%s %s: %s; retry %d in %.2fs", self.service, route,
+                log.warning("%s %s: %s; retry %d in %.2fs", self.service, loggable(route),
                             type(exc).__name__, attempt, pause)
                 self._pause(pause)
                 continue
@@ -221,7 +232,7 @@ class HttpClient:
             self.stats.record(route, response.status_code, attempt > 0, waited)
             for hook in self._hooks:
                 hook(response)
-            log.info("%s %s -> %d in %.0f ms", self.service, route, response.status_code,
+            log.info("%s %s -> %d in %.0f ms", self.service, loggable(route), response.status_code,
                      (time.monotonic() - started) * 1000)
             status = response.status_code
             if status < 400 or status in expected:
@@ -235,7 +246,8 @@ class HttpClient:
                 pause = self.retry.backoff(attempt)
             elif pause > self.retry.max_retry_after_s:
                 raise self._error(response, route, attempt)
-            log.warning("%s %s -> %d; retry %d in %.2fs", self.service, route, status, attempt, pause)
+            log.warning("%s %s -> %d; retry %d in %.2fs", self.service, loggable(route), status,
+                        attempt, pause)
             self._pause(pause)
 
     def _pause(self, seconds: float) -> None:

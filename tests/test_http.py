@@ -145,3 +145,13 @@ def test_stats_count_requests_and_429s():
         http.get_json("/x")
         snap = http.stats.snapshot()
     assert snap["requests"] == 2 and snap["rate_limited"] == 1
+
+
+def test_log_lines_mask_emails_and_phones_in_paths(caplog):
+    caplog.set_level(logging.INFO)
+    transport, _ = scripted(httpx.Response(200, json={}), httpx.Response(200, json={}))
+    with client(transport) as http:
+        http.get_json("/v1/customers/jane.doe@example.com/attributes")
+        http.get_json("/v1/customers/+14155550123/attributes")
+    assert "jane.doe@example.com" not in caplog.text and "4155550123" not in caplog.text
+    assert caplog.text.count("/v1/customers/{personal}/attributes") == 2

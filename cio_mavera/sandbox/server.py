@@ -163,6 +163,21 @@ def create_app(state: SandboxState) -> Starlette:
     return app
 
 
+def _warm_up(state: SandboxState) -> None:
+    """Build the workspace and the lookups a pull's first requests need before serving.
+
+    Built lazily, they stall the first requests for seconds (1M customers), and the requests queued
+    behind the stall then reach the rate limiter in a clump and get 429s no client could avoid.
+    """
+    state.workspace  # noqa: B018 (generates on first access)
+    if state.cio is not None:
+        from .customerio_api import cio_data
+
+        people = cio_data(state).people
+        people.search({"and": [{"attribute": {"field": "cio_id", "operator": "exists"}}]})
+        people.find("cio_id", [])
+
+
 class SandboxServer:
     """A sandbox running on loopback in a daemon thread."""
 
@@ -190,6 +205,7 @@ class SandboxServer:
         return self.state.env(self.url)
 
     def start(self) -> SandboxServer:
+        _warm_up(self.state)
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:

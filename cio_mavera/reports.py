@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import html
 import json
+import logging
 import math
 import os
 import secrets as _random
@@ -174,6 +175,31 @@ def _kernel_environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _ipc_kernel_manager() -> type:
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IpcKernelManager(AsyncKernelManager):
+        """Talk to the report kernel over local IPC sockets rather than TCP on loopback.
+
+        Nothing about a run's code or outputs crosses a network socket, and ipykernel stops
+        warning about unencrypted TCP on every run.
+        """
+
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+    return IpcKernelManager
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first use so importing reports (done by every notebook) stays light.
+    if name == "IpcKernelManager":
+        return _ipc_kernel_manager()
+    raise AttributeError(name)
+
+
 def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: Path | None = None,
             cell_timeout_s: int = 900, environment: Mapping[str, str] | None = None) -> RunResult:
     """Execute job `name` into a new run directory and render it; raise RunFailed on failure."""
@@ -197,7 +223,8 @@ def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: 
             papermill.execute_notebook(
                 str(NOTEBOOKS_DIR / job.notebook), str(run.notebook), parameters=params,
                 kernel_name="python3", cwd=str(PROJECT_ROOT), execution_timeout=cell_timeout_s,
-                progress_bar=False, log_output=False, report_mode=False)
+                progress_bar=False, log_output=False, report_mode=False,
+                kernel_manager_class="cio_mavera.reports.IpcKernelManager")
     except papermill.PapermillExecutionError as exc:
         error = f"cell {exc.exec_count or exc.cell_index} raised {exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel died, timeout: the notebook on disk still shows how far it got
@@ -299,6 +326,7 @@ def render_html(notebook_path: Path, html_path: Path) -> Path:
     exporter = HTMLExporter(template_name="report", extra_template_basedirs=[str(TEMPLATES_DIR)],
                             exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
+    exporter.log.setLevel(logging.ERROR)  # its missing-alt-text notice would print on every run
     body, _ = exporter.from_notebook_node(nb)
     html_path.write_text(body, encoding="utf-8")
     return html_path

@@ -318,6 +318,10 @@ def render_html(notebook_path: Path, html_path: Path) -> Path:
 
     nb = nbformat.read(notebook_path, as_version=4)
     nb.cells = [c for c in nb.cells if not _HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", []))]
+    headings = [line.lstrip("# ").strip() for c in nb.cells if c.cell_type == "markdown"
+                for line in c.source.splitlines() if line.startswith("# ")]
+    if headings:  # the page title, instead of the file name
+        nb.metadata["title"] = headings[0]
     for cell in nb.cells:
         if cell.cell_type == "code":
             # Warnings and progress chatter on stderr are for the analyst, not the reader.

@@ -60,6 +60,7 @@ def test_run_writes_notebook_html_results_and_index(fixture_jobs, monkeypatch):
     assert results["job"] == "ok" and results["run_id"] == run.run_id
     html = run.report.read_text()
     assert "Fixture report" in html
+    assert "<title>Fixture report</title>" in html
     assert "data:image/png;base64" in html  # the chart is embedded, not linked
     assert "<script src=" not in html  # nothing loaded from the network
     assert "write_results" not in html and "ax.set_title" not in html  # no code

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,6 +37,19 @@ class Connection:
         """One line for reports and CLI output (never a key)."""
         where = self.sandbox_url if self.mode == "sandbox" else self.settings.app_url
         return f"{self.mode} workspace {self.workspace} ({where})"
+
+
+def pointed_at(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """`settings` aimed at a sandbox server: its URLs and keys, as from `/__sandbox__/env`."""
+    return settings.with_overrides(
+        site_id=env["CIO_SITE_ID"],
+        api_key=Secret(env["CIO_API_KEY"]),
+        app_key=Secret(env["CIO_APP_KEY"]),
+        mavera_key=Secret(env["MAVERA_API_KEY"]),
+        app_url_override=env["CIO_APP_URL"],
+        track_url_override=env["CIO_TRACK_URL"],
+        mavera_url_override=env["MAVERA_BASE_URL"],
+    )
 
 
 def _live_workspace(settings: Settings) -> str:
@@ -83,15 +97,6 @@ def connect(*needs: str, settings: Settings | None = None) -> Connection:
     from .sandbox.server import shared_sandbox
 
     server = shared_sandbox(settings.sandbox_seed, settings.sandbox_customers)
-    env = server.env()
-    sandboxed = settings.with_overrides(
-        site_id=env["CIO_SITE_ID"],
-        api_key=Secret(env["CIO_API_KEY"]),
-        app_key=Secret(env["CIO_APP_KEY"]),
-        mavera_key=Secret(env["MAVERA_API_KEY"]),
-        app_url_override=env["CIO_APP_URL"],
-        track_url_override=env["CIO_TRACK_URL"],
-        mavera_url_override=env["MAVERA_BASE_URL"],
-    )
+    sandboxed = pointed_at(settings, server.env())
     workspace = f"seed{settings.sandbox_seed}-n{settings.sandbox_customers}"
     return Connection(sandboxed, "sandbox", workspace, sandbox_url=server.url)

@@ -7,27 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from cio_mavera.connect import Connection
+from cio_mavera.connect import Connection, pointed_at
 from cio_mavera.sandbox.server import SandboxServer, start_sandbox
-from cio_mavera.settings import Secret, Settings
+from cio_mavera.settings import Settings
 
 
 def settings_for(server: SandboxServer, data_dir: Path, **overrides: object) -> Settings:
     """Settings that talk to `server` in live mode (the same code path as real services)."""
-    env = server.env()
-    fields: dict[str, object] = dict(
-        site_id=env["CIO_SITE_ID"],
-        api_key=Secret(env["CIO_API_KEY"]),
-        app_key=Secret(env["CIO_APP_KEY"]),
-        mavera_key=Secret(env["MAVERA_API_KEY"]),
-        app_url_override=env["CIO_APP_URL"],
-        track_url_override=env["CIO_TRACK_URL"],
-        mavera_url_override=env["MAVERA_BASE_URL"],
-        data_dir=data_dir,
-        mode="live",
-    )
-    fields.update(overrides)
-    return Settings(**fields)  # type: ignore[arg-type]
+    return pointed_at(Settings(data_dir=data_dir, mode="live"), server.env()).with_overrides(**overrides)
 
 
 @pytest.fixture(scope="session")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
+from notebook_checks import run_nbval
 from sklearn.metrics import adjusted_rand_score
 
-from cio_mavera.reports import NOTEBOOKS_DIR, PROJECT_ROOT, run_job
+from cio_mavera.reports import NOTEBOOKS_DIR, run_job
 from cio_mavera.sandbox.server import start_sandbox
 from cio_mavera.sandbox.workspace import generate_workspace
 
@@ -78,11 +76,4 @@ def test_nothing_personal_reaches_mavera_during_a_run(tmp_path):
 
 
 def test_notebook_executes_under_nbval(tmp_path):
-    env = {**os.environ, "CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(tmp_path / "data"),
-           "MPLBACKEND": "Agg", "TQDM_DISABLE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-         str(NOTEBOOKS_DIR / "02_attribute_personas.ipynb")],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=540)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert re.search(r"\d+ passed", done.stdout)
+    run_nbval(NOTEBOOKS_DIR / "02_attribute_personas.ipynb", tmp_path / "data")

@@ -14,6 +14,7 @@ request survive the real world lives here:
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
@@ -21,7 +22,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,11 +195,14 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         idempotent: bool | None = None,
         expect: Iterable[int] = (),
+        stream: bool = False,
     ) -> httpx.Response:
         """Send a request with retries; return the response or raise a specific `ApiError`.
 
         `idempotent` defaults from the method (POST is not); `expect` lists extra non-2xx statuses
         the caller handles itself (e.g. 207 is already 2xx, 404 for "look up, then create").
+        With `stream`, a successful response's body is left unread (use `stream()`, which closes
+        it); retries happen only before the body starts.
         """
         method = method.upper()
         if idempotent is None:
@@ -210,8 +214,9 @@ class HttpClient:
             waited = self.limiter.acquire()
             started = time.monotonic()
             try:
-                response = self._client.request(method, path, params=params, json=json,
-                                                headers=headers)
+                response = self._client.send(
+                    self._client.build_request(method, path, params=params, json=json,
+                                               headers=headers), stream=stream)
             except httpx.TransportError as exc:
                 self.stats.record(route, None, attempt > 0, waited)
                 # A refused connection never reached the server; anything later might have.
@@ -237,6 +242,9 @@ class HttpClient:
             status = response.status_code
             if status < 400 or status in expected:
                 return response
+            if stream:
+                response.read()  # error bodies are small, and the error message quotes them
+                response.close()
             retryable = status in self.retry.retry_statuses and (idempotent or status == 429)
             if not retryable or attempt >= self.retry.max_retries:
                 raise self._error(response, route, attempt)
@@ -249,6 +257,15 @@ class HttpClient:
             log.warning("%s %s -> %d; retry %d in %.2fs", self.service, loggable(route), status,
                         attempt, pause)
             self._pause(pause)
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, **kw: Any) -> Iterator[httpx.Response]:
+        """`request()` whose successful body is read incrementally (e.g. server-sent events)."""
+        response = self.request(method, path, stream=True, **kw)
+        try:
+            yield response
+        finally:
+            response.close()
 
     def _pause(self, seconds: float) -> None:
         """Sleep between retries, counted in stats.waited_s with the limiter's waits."""

@@ -155,3 +155,33 @@ def test_log_lines_mask_emails_and_phones_in_paths(caplog):
         http.get_json("/v1/customers/+14155550123/attributes")
     assert "jane.doe@example.com" not in caplog.text and "4155550123" not in caplog.text
     assert caplog.text.count("/v1/customers/{personal}/attributes") == 2
+
+
+def test_stream_hands_out_lines_before_the_body_is_finished():
+    produced: list[int] = []
+
+    def body():
+        for i in range(3):
+            produced.append(i)
+            yield f"data: {i}\n".encode()
+
+    transport, _ = scripted(httpx.Response(200, content=body()))
+    with client(transport) as http, http.stream("POST", "/chat", json={}) as response:
+        lines = response.iter_lines()
+        assert next(lines) == "data: 0" and produced == [0]
+        assert list(lines) == ["data: 1", "data: 2"]
+
+
+def test_stream_retries_a_429_before_the_body_starts():
+    transport, seen = scripted(httpx.Response(429, headers={"Retry-After": "0"}, text="slow down"),
+                               httpx.Response(200, text="data: ok\n"))
+    with client(transport) as http, http.stream("POST", "/chat", json={}) as response:
+        assert list(response.iter_lines()) == ["data: ok"]
+    assert len(seen) == 2
+
+
+def test_stream_error_quotes_the_body():
+    transport, _ = scripted(httpx.Response(400, text="invalid persona"))
+    with client(transport) as http, pytest.raises(ApiError, match="invalid persona"), \
+            http.stream("POST", "/chat", json={}):
+        pass

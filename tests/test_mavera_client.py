@@ -114,6 +114,14 @@ def test_chat_stream_yields_chunks_that_join_to_the_reply(make_client, personas)
     assert client.chat(prompt, persona_id=personas[1]["id"], stream=True).content == whole.content
 
 
+def test_a_stream_abandoned_half_way_books_the_worst_case(make_client, personas) -> None:
+    client = make_client(use_cache=False)
+    stream = client.chat_stream("Tell me more about onboarding", persona_id=personas[0]["id"])
+    assert next(stream)
+    stream.close()  # the caller stops reading; the server has already charged
+    assert client.credits_spent() == 5  # DEFAULT_WORST_CASE["chat"], never zero
+
+
 def test_respond_with_a_schema_returns_the_parsed_object(make_client, personas) -> None:
     result = make_client().respond("Score this headline: Last chance to save",
                                    persona_id=personas[0]["id"], schema=SCORE_SCHEMA,

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -312,8 +312,8 @@ class MaveraClient:
                     temperature: float | None = None, **extra: Any) -> Iterator[str]:
         """Yield the text chunks of a streamed chat completion (SSE ending in `[DONE]`).
 
-        The HTTP layer reads the whole body before parsing (HttpClient has no streaming call yet),
-        so chunks arrive together once the server finishes; the result is cached like `chat`.
+        Chunks are yielded as the server sends them; the assembled answer is cached like `chat`,
+        so a re-run replays it as one chunk without a request.
         """
         body = self._chat_body(messages, persona_id, model, temperature, {**extra, "stream": True})
         yield from self._stream_chat(body)
@@ -328,22 +328,29 @@ class MaveraClient:
             yield result.content
             return result
         reservation = self._reserve("chat", endpoint)
+        parts: list[str] = []
+        usage: dict[str, Any] = {}
         try:
-            response = self._send("POST", "/chat/completions", body=body, idempotent=True)
+            with self.http.stream("POST", "/chat/completions", json=body, idempotent=True) as response:
+                for event in _sse_events(response.iter_lines()):
+                    usage = event.get("usage") or usage
+                    for choice in event.get("choices") or []:
+                        piece = (choice.get("delta") or {}).get("content")
+                        if piece:
+                            parts.append(piece)
+                            yield piece
+        except GeneratorExit:
+            # The caller stopped reading: the server has already charged, so book the worst case.
+            worst = (self.budget.worst_case if self.budget else DEFAULT_WORST_CASE)["chat"]
+            if reservation is not None:
+                self.budget.settle(reservation, worst)  # type: ignore[union-attr]
+            self._record(endpoint, worst, cached=False)
+            raise
         except BaseException:
             if reservation is not None:
                 self.budget.release(reservation)  # type: ignore[union-attr]
             self._safe_flush()
             raise
-        parts: list[str] = []
-        usage: dict[str, Any] = {}
-        for event in _sse_events(response.text):
-            usage = event.get("usage") or usage
-            for choice in event.get("choices") or []:
-                piece = (choice.get("delta") or {}).get("content")
-                if piece:
-                    parts.append(piece)
-                    yield piece
         if usage.get("credits_used") is None:
             # The docs do not say whether a stream reports usage; assume the worst case, not zero.
             worst = (self.budget.worst_case if self.budget else DEFAULT_WORST_CASE)["chat"]
@@ -660,9 +667,9 @@ def _normalise(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _sse_events(text: str) -> Iterator[dict[str, Any]]:
-    """The JSON payloads of an SSE body's `data:` lines, up to `[DONE]`."""
-    for line in text.splitlines():
+def _sse_events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The JSON payloads of an SSE stream's `data:` lines, up to `[DONE]`."""
+    for line in lines:
         if not line.startswith("data:"):
             continue
         payload = line[5:].strip()

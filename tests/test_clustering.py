@@ -262,3 +262,18 @@ def test_sandbox_workspace_clusters_are_recovered(seed: int) -> None:
     assert selection.k == truth["k"]
     expected = np.array([truth["assignments"][c] for c in typed.index])
     assert adjusted_rand_score(expected, labels) >= 0.8
+
+
+def test_heatmap_features_include_each_clusters_own_strongest_trait() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], [1000, 900, 100])
+    n = len(labels)
+    # Cluster 2 is small but extreme on six features; cluster 0 differs only, and mildly, on one.
+    typed = pd.DataFrame({f"extreme_{i}": rng.normal(size=n) + (labels == 2) * 5 for i in range(6)})
+    typed["mild_trait"] = rng.normal(size=n) + (labels == 0) * 1.2
+    profiles = profile_clusters(typed, labels)
+    overall = profiles.effects.assign(a=profiles.effects["smd"].abs()).groupby("column")["a"].max()
+    assert "mild_trait" not in overall.sort_values(ascending=False).index[:4]  # the old pick missed it
+    matrix = profiles.smd_matrix(top=4)
+    assert matrix.shape[1] == 4
+    assert any("mild_trait" in feature for feature in matrix.columns)

@@ -55,11 +55,20 @@ class ClusterProfiles:
         raise KeyError(cluster)
 
     def smd_matrix(self, top: int = 12) -> pd.DataFrame:
-        """Return clusters x features standardized mean differences for the `top` strongest features."""
+        """Clusters x features standardized mean differences for about `top` features.
+
+        Features are taken round robin from each cluster's own ranking (strongest first), so a
+        small cluster's defining traits are not crowded out by a large cluster's.
+        """
         eff = self.effects.assign(feature=_feature_labels(self.effects))
         wide = eff.pivot_table(index="cluster", columns="feature", values="smd", aggfunc="first")
-        strength = wide.abs().max(axis=0).sort_values(ascending=False)
-        return wide[strength.index[:top]]
+        ranked = [wide.loc[c].abs().sort_values(ascending=False).index for c in wide.index]
+        chosen: list[str] = []
+        for depth in range(wide.shape[1]):
+            for features in ranked:
+                if len(chosen) < top and features[depth] not in chosen:
+                    chosen.append(features[depth])
+        return wide[chosen]
 
 
 def profile_clusters(

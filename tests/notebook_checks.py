@@ -29,5 +29,6 @@ def assert_code_free_offline_report(page: str, code: Iterable[str], min_images: 
     for snippet in ("def ", "import ", "write_results(", *code):
         assert snippet not in page, snippet
     assert "<script src=" not in page and "<link rel=\"stylesheet\" href=\"http" not in page
-    assert page.count("data:image/png;base64,") >= min_images
+    charts = re.findall(r'<img [^>]*src="data:image/png;base64,', page)
+    assert len(charts) >= min_images, f"{len(charts)} embedded charts, expected {min_images}+"
     assert "SANDBOX DATA" in page and "What to do next" in page

@@ -1,6 +1,7 @@
 """The runner: papermill execution, code-free self-contained HTML, results.json, index, failures."""
 
 import json
+import re
 
 import nbformat
 import pytest
@@ -23,14 +24,15 @@ def _notebook(path, body: str, params: str = "days = 30\nlabel = 'x'"):
 
 CHART_AND_RESULTS = """
 import os
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from IPython.display import Image, display
+from matplotlib.figure import Figure
+from cio_mavera.jobs.report_parts import figure_png
 from cio_mavera.reports import write_results
-fig, ax = plt.subplots()
+fig = Figure()
+ax = fig.subplots()
 ax.plot([1, 2, 3], [days, days * 2, days * 3])
 ax.set_title("Fixture chart"); ax.set_xlabel("x"); ax.set_ylabel("y")
-plt.show()
+display(Image(figure_png(fig)))
 print("APP KEY SEEN BY KERNEL:", bool(os.environ.get("CIO_APP_KEY")))
 write_results({"answer": days * 2, "label": label}, parameters={"days": days, "label": label})
 """
@@ -61,7 +63,8 @@ def test_run_writes_notebook_html_results_and_index(fixture_jobs, monkeypatch):
     html = run.report.read_text()
     assert "Fixture report" in html
     assert "<title>Fixture report</title>" in html
-    assert "data:image/png;base64" in html  # the chart is embedded, not linked
+    # The chart is embedded, not linked (the lab CSS has a tiny PNG icon of its own, hence <img).
+    assert re.search(r"<img [^>]*src=\"data:image/png;base64,", html)
     assert "<script src=" not in html  # nothing loaded from the network
     assert "write_results" not in html and "ax.set_title" not in html  # no code
     assert "injected-parameters" not in html and "days = 7" not in html

@@ -52,7 +52,8 @@ def pointed_at(settings: Settings, env: Mapping[str, str]) -> Settings:
     )
 
 
-def _live_workspace(settings: Settings) -> str:
+def live_workspace(settings: Settings) -> str:
+    """The cache and rate-limit namespace of a live workspace (never the key itself)."""
     if settings.site_id:
         return f"site-{settings.site_id}"
     if settings.app_key:
@@ -92,7 +93,7 @@ def connect(*needs: str, settings: Settings | None = None) -> Connection:
     if mode == "live":
         if "customerio" in needs or not needs:
             settings = _detected_region(settings)
-        return Connection(settings, "live", _live_workspace(settings))
+        return Connection(settings, "live", live_workspace(settings))
 
     from .sandbox.server import shared_sandbox
 

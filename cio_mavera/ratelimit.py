@@ -152,9 +152,11 @@ class RedisRateLimiter:
 
 
 def shared_limiter(name: str, limit: int, window_s: float, *, data_dir: Path,
-                   redis_url: str | None = None) -> RateLimiter:
+                   redis_url: str | None = None,
+                   margin_s: float = DEFAULT_MARGIN_S) -> RateLimiter:
     """The limiter every process of the kit uses for `name`: Redis when configured, else a file."""
     if redis_url:
-        return RedisRateLimiter(redis_url, name, limit, window_s)
+        return RedisRateLimiter(redis_url, name, limit, window_s, margin_s=margin_s)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return FileRateLimiter(Path(data_dir) / "ratelimit" / f"{safe}.bin", limit, window_s)
+    return FileRateLimiter(Path(data_dir) / "ratelimit" / f"{safe}.bin", limit, window_s,
+                           margin_s=margin_s)

@@ -107,7 +107,7 @@ def test_shared_limiter_prefers_redis_when_configured(monkeypatch, tmp_path):
     created = {}
 
     class FakeRedisLimiter:
-        def __init__(self, url, key, limit, window_s):
+        def __init__(self, url, key, limit, window_s, margin_s):
             created.update(url=url, key=key, limit=limit)
 
     monkeypatch.setattr(ratelimit, "RedisRateLimiter", FakeRedisLimiter)

@@ -7,14 +7,12 @@ whole 10 req/s budget even when each request takes hundreds of milliseconds.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,10 +20,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 import pandas as pd
 
-from ..connect import Connection
+from ..connect import Connection, live_workspace
 from ..errors import ApiError, InvalidParameter
 from ..http import HttpClient, RequestStats, RetryPolicy
-from ..ratelimit import FileRateLimiter, RateLimiter, RedisRateLimiter, shared_limiter
+from ..ratelimit import RateLimiter, shared_limiter
 from ..settings import Settings
 from .errors import APP_SERVICE, app_error
 from .paging import cursor_pages, inclusive_windows
@@ -152,15 +150,6 @@ def _identifiers(page: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"cio_id": None, "id": i or None, "email": None} for i in page.get("ids") or []]
 
 
-def workspace_name(settings: Settings) -> str:
-    """The name a live workspace's limiter and cache use (same rule as `connect`)."""
-    if settings.site_id:
-        return f"site-{settings.site_id}"
-    if settings.app_key:
-        return "app-" + hashlib.sha256(settings.app_key.reveal().encode()).hexdigest()[:12]
-    return "unknown"
-
-
 class PacedLimiter:
     """Spaces sends `interval_s` apart (across processes too), then takes the window limiter.
 
@@ -183,14 +172,9 @@ def _app_limiter(name: str, settings: Settings) -> RateLimiter:
     window_s = 1.0 + APP_WINDOW_SLACK_S
     window = shared_limiter(name, limit=rps, window_s=window_s, data_dir=settings.data_dir,
                             redis_url=settings.redis_url)
-    # The pacer needs no safety margin (the window has one), so it is built directly.
-    if settings.redis_url:
-        pace: RateLimiter = RedisRateLimiter(settings.redis_url, f"{name}-pace", 1,
-                                             window_s / rps, margin_s=0.0)
-    else:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        pace = FileRateLimiter(Path(settings.data_dir) / "ratelimit" / f"{safe}-pace.bin", 1,
-                               window_s / rps, margin_s=0.0)
+    # The pacer needs no safety margin (the window has one).
+    pace = shared_limiter(f"{name}-pace", limit=1, window_s=window_s / rps,
+                          data_dir=settings.data_dir, redis_url=settings.redis_url, margin_s=0.0)
     return PacedLimiter(window, pace)
 
 
@@ -211,7 +195,7 @@ class AppClient:
         if isinstance(source, Connection):
             settings, workspace = source.settings, source.workspace
         else:
-            settings, workspace = source, workspace_name(source)
+            settings, workspace = source, live_workspace(source)
         if not settings.app_key:
             from ..errors import ConfigError
 

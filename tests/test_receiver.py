@@ -339,9 +339,9 @@ def test_sigkill_during_replay_loses_no_acknowledged_event(tmp_path):
 
 @pytest.mark.redis
 def test_two_receivers_sharing_redis_store_each_event_once():
-    from receiver_server import ThreadedServer
     from redis_server import MISSING_REASON, RedisServer, redis_available
 
+    from cio_mavera.jobs.retention_pipeline import ReceiverThread
     from cio_mavera.receiver.redis_queue import RedisQueue
     from cio_mavera.sandbox.replay import replay
 
@@ -352,7 +352,7 @@ def test_two_receivers_sharing_redis_store_each_event_once():
     with RedisServer() as server:
         queues = [RedisQueue(server.url, prefix="two"), RedisQueue(server.url, prefix="two")]
         try:
-            with ThreadedServer(create_app(queues[0], SECRET)) as a, ThreadedServer(create_app(queues[1], SECRET)) as b:
+            with ReceiverThread(create_app(queues[0], SECRET)) as a, ReceiverThread(create_app(queues[1], SECRET)) as b:
                 first = replay(a.url + WEBHOOK_PATH, events[::2], SECRET, concurrency=4)
                 second = replay(b.url + WEBHOOK_PATH, events[1::2], SECRET, concurrency=4)
             assert first["acknowledged"] + second["acknowledged"] == 200

@@ -7,10 +7,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from receiver_server import ThreadedServer
 
 from cio_mavera.customerio.webhooks import parse_event
 from cio_mavera.errors import InvalidParameter
+from cio_mavera.jobs.retention_pipeline import ReceiverThread
 from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
 from cio_mavera.receiver.sqlite_queue import SqliteQueue
 from cio_mavera.sandbox.replay import replay
@@ -131,7 +131,7 @@ def test_replay_signs_each_request_and_summarises(tmp_path: Path):
     events = webhook_stream(seed=3, customers=300, n_events=300)
     queue = SqliteQueue(tmp_path / "q.sqlite3")
     try:
-        with ThreadedServer(create_app(queue, SECRET)) as server:
+        with ReceiverThread(create_app(queue, SECRET)) as server:
             url = server.url + WEBHOOK_PATH
             summary = replay(url, events, SECRET, concurrency=4)
             rejected = replay(url, events[:20], "wrong-secret", concurrency=2)

@@ -16,7 +16,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,8 +238,3 @@ def load_briefs(directory: str | Path) -> pd.DataFrame:
     files = sorted((Path(directory) / "briefs").glob("*.json"), reverse=True)
     rows = [r for r in (_read(str(f)) for f in files) if r]
     return pd.DataFrame(rows)
-
-
-def briefs_frame(briefs: Iterable[Brief]) -> pd.DataFrame:
-    """Briefs as a table for the report."""
-    return pd.DataFrame([b.to_dict() for b in briefs])

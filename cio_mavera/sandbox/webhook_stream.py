@@ -15,12 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..customerio.webhooks import signed_headers
 from ..errors import InvalidParameter
 from .workspace import Workspace, generate_workspace
 from .workspace_campaigns import CHANNEL_PARAMS, SERIES_INDEX
@@ -239,10 +237,3 @@ def generate_events(workspace: Workspace, n_events: int = 5000, *, seed: int = 0
 def webhook_stream(seed: int = 7, customers: int = 5000, n_events: int = 5000, **options) -> list[StreamEvent]:
     """The stream of the default sandbox workspace for `seed` (same seed as `sandbox serve`)."""
     return generate_events(generate_workspace(seed=seed, customers=customers), n_events, seed=seed, **options)
-
-
-def signed_requests(events: list[StreamEvent], secret: str | bytes,
-                    timestamp: int | None = None) -> Iterator[tuple[bytes, dict[str, str]]]:
-    """(body, headers) pairs signed with `secret` at `timestamp` (default: now, per request)."""
-    for event in events:
-        yield event.body, signed_headers(secret, event.body, timestamp)

@@ -13,8 +13,9 @@ from conftest import settings_for
 
 from cio_mavera.connect import Connection
 from cio_mavera.errors import BudgetExceeded, InvalidParameter
-from cio_mavera.jobs import campaign_messaging as cm
-from cio_mavera.jobs import campaign_narrative as narrative
+from cio_mavera.jobs import campaigns as cm
+from cio_mavera.jobs.campaigns import narrative
+from cio_mavera.jobs.context import RunContext
 from cio_mavera.mavera.budget import CreditBudget
 from cio_mavera.mavera.client import MaveraClient
 from cio_mavera.pii import PiiLeak, contains_pii
@@ -254,22 +255,22 @@ def _client(connection, budget: CreditBudget, run_id: str = "test-run") -> Maver
 
 
 def _run_mavera_steps(connection, findings, budget, validation="responses", run_id="test-run"):
-    skipped: list[cm.SkippedStep] = []
     summary = cm.findings_summary(findings)
     with _client(connection, budget, run_id) as client:
+        run = RunContext.around(client, job=cm.JOB)
         panel = cm.choose_personas(cm.cached_listing(client, "personas"), summary)
-        strategy = cm.ask_mave_for_strategy(client, summary, skipped=skipped)
-        drafts = cm.draft_variations(client, findings, strategy, 2, skipped=skipped)
-        scores = cm.score_variations(client, drafts, panel, validation, poll_s=0.01, skipped=skipped)
+        strategy = cm.ask_mave_for_strategy(run, summary)
+        drafts = cm.draft_variations(run, findings, strategy, 2)
+        scores = cm.score_variations(run, drafts, panel, validation, poll_s=0.01)
         stats = client.stats
-    return panel, strategy, drafts, scores, skipped, stats
+    return panel, strategy, drafts, scores, run, stats
 
 
 def test_every_variation_and_the_current_copy_is_scored_by_every_persona(connection, data):
     findings = cm.analyse(data, max_underperformers=2)
     budget = CreditBudget(1500)
-    panel, strategy, drafts, scores, skipped, _ = _run_mavera_steps(connection, findings, budget)
-    assert skipped == [] and strategy.content and strategy.key_points
+    panel, strategy, drafts, scores, run, _ = _run_mavera_steps(connection, findings, budget)
+    assert run.skipped == [] and strategy.content and strategy.key_points
     assert len(drafts) == 2 * (1 + 2)
     assert len(scores) == len(drafts) * 3
     assert scores["score"].between(1, 10).all()
@@ -296,9 +297,9 @@ def test_a_rerun_is_served_from_the_cache_without_requests_or_credits(connection
 
 def test_focus_group_validation_scores_each_message_in_one_group(connection, sandbox, data):
     findings = cm.analyse(data, max_underperformers=1)
-    _, _, drafts, scores, skipped, _ = _run_mavera_steps(connection, findings, CreditBudget(1500),
-                                                          validation="focus_group")
-    assert skipped == []
+    _, _, drafts, scores, run, _ = _run_mavera_steps(connection, findings, CreditBudget(1500),
+                                                      validation="focus_group")
+    assert run.skipped == []
     assert sandbox.state.stats.as_json()["requests"].get("POST /mavera/v1/focus-groups", 1) == 1
     assert len(scores) == len(drafts) * 3
     assert set(scores["method"]) == {"focus_group"}
@@ -309,24 +310,25 @@ def test_budget_refusals_are_recorded_and_the_run_continues(connection, data):
     findings = cm.analyse(data, max_underperformers=2)
     # After Mave (worst case 75) less than one generation's worst case is left.
     budget = CreditBudget(80, worst_case={"generation": 40})
-    _, strategy, drafts, scores, skipped, _ = _run_mavera_steps(connection, findings, budget)
+    _, strategy, drafts, scores, run, _ = _run_mavera_steps(connection, findings, budget)
+    skipped = run.skipped
     assert strategy.content
     assert budget.spent <= 80
     assert {s.step for s in skipped} == {"generate"}
     assert drafts == [] and scores.empty
     assert all("credits" in s.reason for s in skipped)
-    text = narrative.credits_markdown(budget, skipped)
+    text = run.credits_markdown()
     assert f"{len(skipped)} call(s) skipped" in text
 
 
 def test_nothing_is_sent_with_a_zero_budget(connection, sandbox, data):
     findings = cm.analyse(data)
     budget = CreditBudget(0)
-    _, strategy, drafts, scores, skipped, _ = _run_mavera_steps(connection, findings, budget)
+    _, strategy, drafts, scores, run, _ = _run_mavera_steps(connection, findings, budget)
     assert strategy.skipped and scores.empty and drafts == []
     assert sandbox.state.stats.as_json()["credits_charged"] == 0
-    results = cm.campaign_results(data, findings, strategy, cm.rank_variations(scores, drafts), scores,
-                                  budget=budget, skipped=skipped)
+    results = cm.campaign_results(run, data, findings, strategy, cm.rank_variations(scores, drafts),
+                                  scores)
     assert results["credits_spent"] == 0
     assert results["ranked_variations"] == []
     assert [s["step"] for s in results["skipped"]] == ["strategy", "generate", "generate", "generate"]
@@ -349,12 +351,14 @@ class RefusesAfter:
 def test_a_partly_refused_panel_drops_the_variation_and_says_why(connection, data):
     findings = cm.analyse(data, max_underperformers=1)
     summary = cm.findings_summary(findings)
-    skipped: list[cm.SkippedStep] = []
     with _client(connection, CreditBudget(1500)) as client:
+        run = RunContext.around(client, job=cm.JOB)
         panel = cm.choose_personas(cm.cached_listing(client, "personas"), summary)
-        drafts = cm.draft_variations(client, findings, cm.ask_mave_for_strategy(client, summary), 2)
+        drafts = cm.draft_variations(run, findings, cm.ask_mave_for_strategy(run, summary), 2)
         # The control's panel and one answer for variation A fit; the rest is refused.
-        scores = cm.score_variations(RefusesAfter(client, 4), drafts, panel, skipped=skipped)
+        refusing = RunContext.around(RefusesAfter(client, 4), job=cm.JOB)
+        scores = cm.score_variations(refusing, drafts, panel)
+    skipped = refusing.skipped
     assert set(scores["variation_id"]) == {"current"} and len(scores) == 3
     action = drafts[0].action_id
     assert [s.what for s in skipped] == [f"message {action} variation A", f"message {action} variation B"]
@@ -366,10 +370,10 @@ def test_a_partly_refused_panel_drops_the_variation_and_says_why(connection, dat
 def test_results_hold_the_flags_ranked_variations_and_credits(connection, sandbox, data):
     findings = cm.analyse(data, max_underperformers=1)
     budget = CreditBudget(1500)
-    panel, strategy, drafts, scores, skipped, _ = _run_mavera_steps(connection, findings, budget)
+    panel, strategy, drafts, scores, run, _ = _run_mavera_steps(connection, findings, budget)
+    run.parameters = {"days": 30}
     ranked = cm.rank_variations(scores, drafts)
-    results = cm.campaign_results(data, findings, strategy, ranked, scores, personas=panel, budget=budget,
-                                  skipped=skipped, parameters={"days": 30})
+    results = cm.campaign_results(run, data, findings, strategy, ranked, scores, personas=panel)
     json.dumps(results, allow_nan=False)
     flagged = {(f["action_id"], f["metric"]) for f in results["flagged_underperformers"]}
     assert flagged == _planted(sandbox)

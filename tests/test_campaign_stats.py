@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cio_mavera.jobs import campaign_charts, campaign_stats
-from cio_mavera.jobs.campaign_stats import (
+from cio_mavera.jobs.campaigns import charts as campaign_charts
+from cio_mavera.jobs.campaigns import stats as campaign_stats
+from cio_mavera.jobs.campaigns.stats import (
     RATE_DEFINITIONS,
     AnalysisInputError,
     action_rates,

@@ -14,19 +14,15 @@ from typing import Any
 
 import pandas as pd
 
-from cio_mavera.jobs.campaign_messaging import (
-    CURRENT,
-    CampaignData,
-    Findings,
-    SkippedStep,
-    Strategy,
-    Variation,
-)
-from cio_mavera.jobs.campaign_stats import rate_definition
+from cio_mavera.jobs.campaigns.analysis import Findings
+from cio_mavera.jobs.campaigns.data import CampaignData
+from cio_mavera.jobs.campaigns.stats import rate_definition
+from cio_mavera.jobs.campaigns.strategy import Strategy
+from cio_mavera.jobs.campaigns.variations import CURRENT, Variation
+from cio_mavera.jobs.credits import SkippedStep
 from cio_mavera.jobs.report_parts import age_text, figure_png, parameters_table
 
 __all__ = [
-    "credits_markdown",
     "figure_png",
     "flagged_table",
     "funnel_display",
@@ -321,23 +317,6 @@ def variations_sentence(findings: Findings, ranked: pd.DataFrame) -> str:
         parts.append(f"“{names.get(int(action_id), action_id)}”: variation {top['variation_id']} leads with "
                      f"{top['mean_score']:.1f}/10{comparison}")
     return "; ".join(parts) + ". Persona scores are a screen before an A/B test, not a substitute for one."
-
-
-def credits_markdown(budget: Any, skipped: Sequence[SkippedStep], mavera_stats: Mapping[str, Any] | None = None) -> str:
-    """Credits spent of the budget, cache use, and every call that was skipped and why."""
-    summary = budget.summary()
-    lines = [f"Spent **{summary['spent']} of {summary['max_credits']} credits** this run "
-             f"({summary['remaining']} left)."]
-    if mavera_stats:
-        hits, misses = mavera_stats.get("cache_hits", 0), mavera_stats.get("cache_misses", 0)
-        lines[0] += (f" {hits} Mavera answers came from the local cache at no cost and {misses} "
-                     "were requested.")
-    if skipped:
-        lines += ["", f"**{len(skipped)} call(s) skipped**, so parts of this report are missing:", ""]
-        lines += [f"- {s.step}: {s.what} — {s.reason}" for s in skipped]
-    else:
-        lines.append("Nothing was skipped.")
-    return "\n".join(lines)
 
 
 def next_steps(findings: Findings, strategy: Strategy, ranked: pd.DataFrame,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cio_mavera.jobs.campaign_stats import rate_definition
+from cio_mavera.jobs.campaigns.stats import rate_definition
 
 __all__ = ["trend_chart", "underperformer_chart"]
 

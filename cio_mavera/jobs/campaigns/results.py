@@ -1,0 +1,73 @@
+"""Job 1 results.json: the run's findings in machine-readable form."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from cio_mavera.jobs.campaigns.analysis import Findings, _round
+from cio_mavera.jobs.campaigns.data import JOB, CampaignData
+from cio_mavera.jobs.campaigns.strategy import Strategy
+from cio_mavera.jobs.context import RunContext
+
+
+def campaign_results(run: RunContext, data: CampaignData, findings: Findings, strategy: Strategy,
+                     ranked: pd.DataFrame, scores: pd.DataFrame, *,
+                     personas: Sequence[Mapping[str, Any]] = (),
+                     validation: str = "responses") -> dict[str, Any]:
+    """The run's machine-readable findings (DESIGN.md "Run outputs") for results.json."""
+    flagged = [{
+        "campaign_id": int(r.campaign_id), "action_id": int(r.action_id), "channel": r.channel,
+        "name": r.name, "metric": r.metric, "rate": _round(r.rate, 6), "ci_low": _round(r.ci_low, 6),
+        "ci_high": _round(r.ci_high, 6), "baseline": _round(r.baseline, 6),
+        "relative_difference": _round(r.relative_difference, 4), "p_value": _float(r.p_value),
+        "p_adjusted": _float(r.p_adjusted), "trials": int(r.trials), "test": r.test,
+    } for r in findings.flagged.itertuples(index=False)]
+    persona_rows: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for r in scores.itertuples(index=False):
+        persona_rows.setdefault((int(r.action_id), str(r.variation_id)), []).append({
+            "persona_id": r.persona_id, "persona_name": r.persona_name, "score": _float(r.score),
+            "would_open": _float(r.would_open), "would_click": _float(r.would_click), "reason": r.reason})
+    variations = [{
+        "action_id": int(r.action_id), "rank": int(r.rank), "variation_id": r.variation_id,
+        "subject": r.subject, "preheader": r.preheader, "body_outline": list(r.body_outline),
+        "mean_score": _float(r.mean_score), "would_open": _float(r.would_open),
+        "would_click": _float(r.would_click), "current_score": _float(r.current_score),
+        "lift_vs_current": _float(r.lift_vs_current),
+        "persona_scores": persona_rows.get((int(r.action_id), str(r.variation_id)), []),
+    } for r in ranked.itertuples(index=False)]
+    return {
+        "job": JOB,
+        "mode": data.mode,
+        "workspace": data.workspace,
+        "window": {"start": data.start.isoformat(), "end": data.end.isoformat(), "days": data.days},
+        "channel": data.channel,
+        "campaign_ids": list(data.campaign_ids),
+        "data_freshness": dict(data.freshness),
+        "method": {"alpha": findings.alpha, "min_trials": findings.min_trials,
+                   "min_relative_drop": findings.min_relative_drop,
+                   "test": "one-sided two-proportion z (Fisher exact for rare events) vs rest of channel",
+                   "correction": "benjamini-hochberg"},
+        "messages_tested": int(findings.tests.loc[findings.tests["reason"].isna(), "action_id"].nunique()),
+        "flagged_underperformers": flagged,
+        "messages_rewritten": [int(a) for a in findings.messages["action_id"]],
+        "strategy": {"content": strategy.content, "key_points": strategy.key_points,
+                     "thread_id": strategy.thread_id, "sources": strategy.sources,
+                     "skipped": strategy.skipped},
+        "validation": validation,
+        "personas": [{"id": p.get("id"), "name": p.get("name"), "category": p.get("category")}
+                     for p in personas],
+        "ranked_variations": variations,
+        **run.results_footer(),
+    }
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

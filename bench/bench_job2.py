@@ -21,8 +21,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from cio_mavera.connect import Connection
 from cio_mavera.customerio.track import TrackClient
-from cio_mavera.jobs import attribute_personas as ap
-from cio_mavera.jobs.cluster_profiles import profile_clusters
+from cio_mavera.jobs import audiences as ap
+from cio_mavera.jobs.context import RunContext
 from cio_mavera.mavera.budget import CreditBudget
 from cio_mavera.mavera.client import MaveraClient
 from cio_mavera.sandbox.server import SandboxServer, start_sandbox
@@ -75,18 +75,20 @@ def run(customers: int, seed: int, data_dir: Path) -> None:
         result = t("choose k + fit", lambda: ap.find_clusters(typed, schema, range(2, 9), seed=0),
                    lambda r: f"k={r.k} (planted {truth['k']}), ARI "
                              f"{adjusted_rand_score([truth['assignments'][i] for i in r.labels.index], r.labels):.3f}")
-        profiles = t("profiles", lambda: profile_clusters(typed, result.labels))
+        profiles = t("profiles", lambda: ap.profile_clusters(typed, result.labels))
         payloads = ap.persona_payloads(profiles, "b2b")
-        first = MaveraClient(conn, run_id="bench-1", job=ap.JOB, budget=CreditBudget(2000), rpm=600)
+        first = RunContext.around(MaveraClient(conn, run_id="bench-1", job=ap.JOB,
+                                              budget=CreditBudget(2000), rpm=600))
         synced = t("personas: first run", lambda: ap.sync_personas(first, payloads),
                    lambda df: f"{_counts(df)}, {first.budget.spent} credits")
         t("engagement chats", lambda: ap.engagement_answers(first, synced),
           lambda a: f"{sum(1 for v in a.values() if v)} answers")
-        first.close()
-        again = MaveraClient(conn, run_id="bench-2", job=ap.JOB, budget=CreditBudget(2000), rpm=600)
+        first.mavera.close()
+        again = RunContext.around(MaveraClient(conn, run_id="bench-2", job=ap.JOB,
+                                              budget=CreditBudget(2000), rpm=600))
         t("personas: re-run", lambda: ap.sync_personas(again, payloads),
           lambda df: f"{_counts(df)}, {again.budget.spent} credits")
-        again.close()
+        again.mavera.close()
         names = dict(enumerate(p["name"] for p in payloads))
         assignments = result.assignments()
         t("write-back dry run", lambda: ap.write_back(None, assignments, names, dry_run=True),

@@ -13,9 +13,10 @@ from conftest import settings_for
 from cio_mavera.connect import Connection
 from cio_mavera.customerio.track import TrackClient
 from cio_mavera.errors import InvalidParameter
-from cio_mavera.jobs import attribute_personas as ap
-from cio_mavera.jobs.cluster_profiles import profile_clusters
-from cio_mavera.jobs.clustering import NotEnoughData
+from cio_mavera.jobs import audiences as ap
+from cio_mavera.jobs.audiences.clustering import NotEnoughData
+from cio_mavera.jobs.audiences.profiles import profile_clusters
+from cio_mavera.jobs.context import RunContext
 from cio_mavera.mavera.budget import CreditBudget
 from cio_mavera.mavera.client import MaveraClient
 from cio_mavera.mavera.ledger import credits_spent
@@ -39,16 +40,16 @@ def analysis(shared_server, tmp_path_factory):
 
 @pytest.fixture
 def make_client(sandbox, tmp_path):
-    """MaveraClients on the freshly reset shared sandbox, sharing one private data dir."""
+    """Run contexts around MaveraClients on the freshly reset shared sandbox, one private data dir."""
     conn = Connection(settings_for(sandbox, tmp_path / "data"), "live", "job2-client",
                       sandbox_url=sandbox.url)
     made = []
 
-    def make(max_credits: int | None = 5000, run_id: str | None = None) -> MaveraClient:
+    def make(max_credits: int | None = 5000, run_id: str | None = None) -> RunContext:
         budget = CreditBudget(max_credits) if max_credits is not None else None
         client = MaveraClient(conn, run_id=run_id, job=ap.JOB, budget=budget, rpm=600)
         made.append(client)
-        return client
+        return RunContext.around(client, job=ap.JOB)
 
     yield make
     for client in made:
@@ -99,9 +100,9 @@ def test_b2c_audience_sets_the_persona_type_and_unknown_audience_is_refused(anal
 def test_estimate_counts_300_per_missing_persona_and_nothing_once_they_exist(analysis, make_client):
     payloads = analysis["payloads"]
     client = make_client()
-    assert ap.estimate_persona_cost(payloads, client) == 300 * len(payloads)
+    assert ap.estimate_persona_cost(client, payloads) == 300 * len(payloads)
     ap.sync_personas(client, payloads)
-    assert ap.estimate_persona_cost(payloads, client) == 0
+    assert ap.estimate_persona_cost(client, payloads) == 0
 
 
 def test_second_run_creates_nothing_and_spends_nothing(analysis, make_client, sandbox, tmp_path):
@@ -287,7 +288,7 @@ def test_an_empty_audience_is_refused_with_a_hint(analysis):
 
 def test_report_text_states_the_cost_before_creation_and_the_write_back_outcome(analysis,
                                                                                  make_client):
-    from cio_mavera.jobs import persona_narrative as nar
+    from cio_mavera.jobs.audiences import narrative as nar
 
     k = len(analysis["payloads"])
     plan = ap.plan_personas(make_client(), analysis["payloads"])

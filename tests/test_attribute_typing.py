@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from cio_mavera.errors import InvalidParameter
-from cio_mavera.jobs.attribute_typing import (
+from cio_mavera.jobs.audiences.attribute_types import (
     BOOLEAN,
     CATEGORICAL,
     CONSTANT,

@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from cio_mavera.jobs.attribute_typing import infer_schema
-from cio_mavera.jobs.cluster_charts import (
+from cio_mavera.jobs.audiences.attribute_types import infer_schema
+from cio_mavera.jobs.audiences.charts import (
     plot_cluster_sizes,
     plot_profile_heatmap,
     plot_projection,
 )
-from cio_mavera.jobs.cluster_profiles import profile_clusters, profile_text
-from cio_mavera.jobs.clustering import (
+from cio_mavera.jobs.audiences.profiles import profile_clusters, profile_text
+from cio_mavera.jobs.audiences.clustering import (
     attribute_relevance,
     build_features,
     choose_k,

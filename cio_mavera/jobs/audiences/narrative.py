@@ -16,14 +16,11 @@ from matplotlib.figure import Figure
 
 from cio_mavera.cache import pulled_at
 from cio_mavera.connect import Connection
-from cio_mavera.jobs.attribute_personas import (
-    CLUSTER_ATTRIBUTE,
-    PERSONA_ATTRIBUTE,
-    WriteBackReport,
-)
-from cio_mavera.jobs.attribute_typing import Schema
-from cio_mavera.jobs.cluster_profiles import ClusterProfiles
-from cio_mavera.jobs.clustering import ClusterResult, Selection
+from cio_mavera.jobs.audiences.attribute_types import Schema
+from cio_mavera.jobs.audiences.clustering import ClusterResult, Selection
+from cio_mavera.jobs.audiences.data import CLUSTER_ATTRIBUTE, PERSONA_ATTRIBUTE
+from cio_mavera.jobs.audiences.profiles import ClusterProfiles
+from cio_mavera.jobs.audiences.writeback import WriteBackReport
 from cio_mavera.jobs.report_parts import age_text, figure_png, parameters_table  # noqa: F401 (the notebook uses them from here)
 
 
@@ -199,7 +196,7 @@ def cost_markdown(plan: pd.DataFrame, create: bool, max_credits: int) -> str:
 
 
 def _traits(profile: Any) -> str:
-    from cio_mavera.jobs.cluster_profiles import describe_effect  # one wording for text and card
+    from cio_mavera.jobs.audiences.profiles import describe_effect  # one wording for text and card
 
     return "\n".join(f"  - {describe_effect(r)}" for r in profile.top.itertuples(index=False))
 
@@ -235,24 +232,11 @@ _STATUS_WORDS = {"unchanged": "reused unchanged", "would create": "previewed, no
                  "skipped": "skipped by the budget"}
 
 
-def credits_markdown(budget: Any, personas: pd.DataFrame, answers: Mapping[str, str | None],
-                     mavera_stats: Mapping[str, Any] | None = None) -> str:
-    """Credits spent of the budget, cache use, and what was skipped."""
-    s = budget.summary()
+def credits_bought(personas: pd.DataFrame, answers: Mapping[str, str | None]) -> str:
+    """What this run's credits went on, for the shared credits section."""
     counts = personas["status"].value_counts()
-    lines = [f"Spent **{s['spent']} of {s['max_credits']} credits** this run ({s['remaining']} left): "
-             + ", ".join(f"{n} persona(s) {_STATUS_WORDS.get(k, k)}" for k, n in counts.items())
-             + f", {sum(1 for a in answers.values() if a)} engagement answer(s)."]
-    if mavera_stats:
-        lines[0] += (f" {mavera_stats.get('cache_hits', 0)} Mavera answers came from the local "
-                     "cache at no cost.")
-    if s["skipped"]:
-        lines += ["", f"**{len(s['skipped'])} call(s) refused by the budget before sending:**", ""]
-        lines += [f"- {k['what'] or k['kind']}: needed {k['needed']}, {k['remaining']} left"
-                  for k in s["skipped"]]
-    else:
-        lines.append("Nothing was skipped.")
-    return "\n".join(lines)
+    return ("on " + ", ".join(f"{n} persona(s) {_STATUS_WORDS.get(k, k)}" for k, n in counts.items())
+            + f" and {sum(1 for a in answers.values() if a)} engagement answer(s)")
 
 
 def write_back_markdown(report: WriteBackReport | None) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from cio_mavera.errors import InvalidParameter
-from cio_mavera.jobs.attribute_typing import DAYS_AGO_SUFFIX
+from cio_mavera.jobs.audiences.attribute_types import DAYS_AGO_SUFFIX
 from cio_mavera.pii import assert_no_pii
 
 _EFFECT_COLUMNS = [

@@ -13,7 +13,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from threadpoolctl import threadpool_limits
 
 from cio_mavera.errors import CioMaveraError, InvalidParameter
-from cio_mavera.jobs.attribute_typing import BOOLEAN, Schema, apply_schema, infer_schema
+from cio_mavera.jobs.audiences.attribute_types import BOOLEAN, Schema, apply_schema, infer_schema
 from cio_mavera.pii import strip_pii
 
 MINIBATCH_THRESHOLD = 50_000

@@ -7,7 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
-from cio_mavera.jobs.cluster_profiles import ClusterProfiles
+from cio_mavera.jobs.audiences.profiles import ClusterProfiles
 
 # Figures are built without pyplot so a notebook shows each exactly once (as the returned value)
 # and nothing leaks between calls in a long-running kernel.

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .workspace import SERIES, Workspace, metric_series
-from .workspace_campaigns import SERIES_INDEX
+from .workspace.campaigns import SERIES_INDEX
 
 SAMPLE_DAYS = 30  # days of deliveries the messages sample covers
 SAMPLE_PER_ACTION_DAY = 3  # deliveries kept per action per day

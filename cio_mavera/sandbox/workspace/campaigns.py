@@ -12,7 +12,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from .workspace_catalog import CAMPAIGNS, CampaignTemplate
+from .catalog import CAMPAIGNS, CampaignTemplate
 
 # Every v2 series name (customerio-api.md §3.1), in the order the API lists them.
 SERIES: tuple[str, ...] = (

@@ -1,0 +1,19 @@
+"""The synthetic workspace behind the sandbox: the generator and the ways to read what it made."""
+
+from .campaigns import SERIES
+from .customers import CLUSTER_NAMES
+from .generator import RATE_DEFINITIONS, RATE_METRICS, Workspace, generate_workspace
+from .lookups import WorkspaceLookupError, customer_attribute_strings, find_rows, metric_series
+
+__all__ = [
+    "CLUSTER_NAMES",
+    "RATE_DEFINITIONS",
+    "RATE_METRICS",
+    "SERIES",
+    "Workspace",
+    "WorkspaceLookupError",
+    "customer_attribute_strings",
+    "find_rows",
+    "generate_workspace",
+    "metric_series",
+]

@@ -22,7 +22,7 @@ from cio_mavera.errors import ConfigError
 from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
 from cio_mavera.receiver.queue import QueueUnavailable
 from cio_mavera.receiver.sqlite_queue import SqliteQueue
-from cio_mavera.sandbox.replay import replay_async
+from cio_mavera.sandbox.webhooks import replay_async
 from cio_mavera.settings import Secret, Settings
 
 SECRET = "whsec-test-0123456789"
@@ -343,7 +343,7 @@ def test_two_receivers_sharing_redis_store_each_event_once():
 
     from cio_mavera.jobs.retention_pipeline import ReceiverThread
     from cio_mavera.receiver.redis_queue import RedisQueue
-    from cio_mavera.sandbox.replay import replay
+    from cio_mavera.sandbox.webhooks import replay
 
     if not redis_available():
         pytest.skip(MISSING_REASON)

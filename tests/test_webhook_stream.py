@@ -13,8 +13,7 @@ from cio_mavera.errors import InvalidParameter
 from cio_mavera.jobs.retention_pipeline import ReceiverThread
 from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
 from cio_mavera.receiver.sqlite_queue import SqliteQueue
-from cio_mavera.sandbox.replay import replay
-from cio_mavera.sandbox.webhook_stream import generate_events, webhook_stream
+from cio_mavera.sandbox.webhooks import generate_events, replay, webhook_stream
 from cio_mavera.sandbox.workspace import generate_workspace
 
 SECRET = "stream-test-secret"

@@ -32,8 +32,7 @@ def register_replay(sandbox_subparsers: argparse._SubParsersAction) -> None:
 
 def replay_command(args: argparse.Namespace) -> int:
     """Generate the stream, send it, print the summary; exit 1 when any request failed."""
-    from ..sandbox.replay import replay
-    from ..sandbox.webhook_stream import webhook_stream
+    from ..sandbox.webhooks import replay, webhook_stream
 
     settings = load_settings()
     secret = settings.webhook_secret

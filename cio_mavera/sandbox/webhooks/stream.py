@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidParameter
-from .workspace import Workspace, generate_workspace
-from .workspace.campaigns import CHANNEL_PARAMS, SERIES_INDEX
+from ...errors import InvalidParameter
+from ..workspace import Workspace, generate_workspace
+from ..workspace.campaigns import CHANNEL_PARAMS, SERIES_INDEX
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"

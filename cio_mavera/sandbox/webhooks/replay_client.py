@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from ..customerio.webhooks import signed_headers
-from ..errors import InvalidParameter
-from ..settings import Secret
+from ...customerio.webhooks import signed_headers
+from ...errors import InvalidParameter
+from ...settings import Secret
 
 # Customer.io gives a receiver 4 s (reference §5.1); the replay is more patient so slow runs still count.
 DEFAULT_TIMEOUT_S = 10.0

@@ -24,7 +24,7 @@ from cio_mavera.errors import (
     NotFound,
     ServerError,
 )
-from cio_mavera.mavera import client as client_module
+from cio_mavera.mavera import core as core_module
 from cio_mavera.mavera import ratelimit as ratelimit_module
 from cio_mavera.mavera.budget import CreditBudget
 from cio_mavera.mavera.client import MaveraClient
@@ -86,7 +86,7 @@ def personas(make_client: Callable[..., MaveraClient]) -> list[dict[str, Any]]:
 def test_list_personas_follows_cursor_pages(make_client, sandbox, monkeypatch) -> None:
     client = make_client()
     everyone = client.list_personas()
-    monkeypatch.setattr(client_module, "_PAGE_LIMIT", 5)
+    monkeypatch.setattr(core_module, "PAGE_LIMIT", 5)
     paged = client.list_personas()
     assert [p["id"] for p in paged] == [p["id"] for p in everyone]
     assert len(everyone) >= 10
@@ -402,7 +402,7 @@ def envelope(status: int, code: str, message: str = "sandbox says no", param: st
     (400, "invalid_persona", InvalidRequest, "'clx_missing'"),
     (400, "invalid_model", InvalidRequest, "'gpt-4'"),
     (404, "resource_not_found", NotFound, "sandbox says no"),
-    (422, "duplicate_name", DuplicateName, "ensure_persona"),
+    (422, "duplicate_name", DuplicateName, "personas.ensure"),
 ])
 def test_errors_are_mapped_by_status_and_code(offline, status, code, cls, says) -> None:
     client = mock_client(offline, lambda request: envelope(status, code))
@@ -444,7 +444,7 @@ def test_focus_group_timeout_names_the_id_to_fetch_later(offline) -> None:
     with pytest.raises(FocusGroupTimeout) as caught:
         client.focus_group(["clx1"], ["Would you click?"], timeout_s=0, poll_s=0.01)
     assert caught.value.focus_group_id == "fg_123"
-    assert "get_focus_group('fg_123')" in str(caught.value)
+    assert "focus_groups.get('fg_123')" in str(caught.value)
     assert client.credits_spent() == 80
 
 

@@ -1,7 +1,8 @@
-"""Mavera: the client, its credits ledger and budget, and the response cache."""
+"""Mavera: the client (resource namespaces over one metered core), its credits ledger and budget,
+and the response cache."""
 
 from .budget import DEFAULT_WORST_CASE, CreditBudget
-from .client import DEFAULT_MODEL, MaveraClient
+from .client import MaveraClient
 from .errors import (
     DuplicateName,
     FocusGroupTimeout,
@@ -12,6 +13,7 @@ from .errors import (
 )
 from .ledger import CreditsLedger, credits_spent, read_ledger
 from .models import ChatResult, FocusGroupResult, GenerationResult, MaveResult, ResponseResult
+from .resources.chat import DEFAULT_MODEL
 
 __all__ = [
     "DEFAULT_MODEL", "DEFAULT_WORST_CASE", "ChatResult", "CreditBudget", "CreditsLedger",

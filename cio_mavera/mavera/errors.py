@@ -114,7 +114,7 @@ def mavera_error(response: httpx.Response, route: str) -> ApiError:
         sent = _request_body(response)
         if code == "invalid_persona":
             hint = (f"persona {sent.get('persona_id')!r} is not known to this key; list valid ids "
-                    "with MaveraClient.list_personas()")
+                    "with client.personas.list()")
         elif code == "invalid_model":
             hint = f"model {sent.get('model')!r} is not accepted; use 'mavera-1'"
         elif param:
@@ -130,7 +130,7 @@ def mavera_error(response: httpx.Response, route: str) -> ApiError:
     if status == 422:
         name = _request_body(response).get("name")
         return DuplicateName(f"{where}: a persona named {name!r} already exists; use "
-                             "MaveraClient.ensure_persona() to reuse or update it. Server said: "
+                             "client.personas.ensure() to reuse or update it. Server said: "
                              f"{server}", **kwargs)
     if status == 429:
         return RateLimited(f"{where}: rate limit still exceeded after retries; lower the request "

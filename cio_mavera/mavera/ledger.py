@@ -1,7 +1,7 @@
 """The credits ledger: one row per Mavera call (time, run, job, endpoint, credits, cached), in parquet.
 
 Append-safe across processes without locks: each flush writes its own small parquet file (named by
-run, process and a random suffix, written to a temporary name and renamed), and readers concatenate
+run, process and a random suffix, written atomically with `files.atomic_path`), and readers concatenate
 every file under `<data_dir>/ledger/<mode>/`. Rows are flushed every `flush_every` calls, when a call
 fails, and on `close()`, so a run stopped by a 402 still has its earlier calls on disk.
 """
@@ -20,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ..files import atomic_path
 
 log = logging.getLogger("cio_mavera.mavera.ledger")
 
@@ -91,19 +93,15 @@ class CreditsLedger:
             rows, self._rows = self._rows, []
         if not rows:
             return None
-        self.dir.mkdir(parents=True, exist_ok=True)
         run = "".join(c if c.isalnum() or c in "-_" else "_" for c in rows[0]["run"])[:60]
-        name = f"{run}-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
-        final = self.dir / name
-        temp = self.dir / f".{name}.tmp"
+        final = self.dir / f"{run}-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
         try:
-            pq.write_table(table, temp)
-            os.replace(temp, final)
+            with atomic_path(final) as temp:
+                pq.write_table(table, temp)
         except OSError:
             with self._lock:
                 self._rows[:0] = rows  # keep them for the next flush rather than lose them
-            temp.unlink(missing_ok=True)
             raise
         return final
 

@@ -2,8 +2,8 @@
 
 The key covers method, path, the JSON body with sorted keys, and the identity of the API base (so
 sandbox and live, or two deployments, never share answers) -- never the API key, which is not part
-of what was asked and must not reach disk even hashed. Writes are atomic (temporary file, then
-rename); an unreadable or mismatched entry counts as a miss and is rewritten by the next call.
+of what was asked and must not reach disk even hashed. Writes are atomic (`files.atomic_write`);
+an unreadable or mismatched entry counts as a miss and is rewritten by the next call.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from ..files import atomic_write
 
 log = logging.getLogger("cio_mavera.mavera.cache")
 
@@ -78,16 +78,6 @@ class ResponseCache:
 
     def put(self, key: str, response: Any, *, endpoint: str = "") -> Path:
         """Store `response` for `key` atomically; return the file path."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"format": FORMAT, "key": key, "endpoint": endpoint,
                  "stored_at": datetime.now(UTC).isoformat(), "response": response}
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(entry, handle, ensure_ascii=False)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(self._path(key), json.dumps(entry, ensure_ascii=False))

@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
-from cio_mavera.jobs.audiences.profiles import profile_clusters, profile_text  # noqa: E402
 from cio_mavera.jobs.audiences.clustering import cluster, prepare_attributes  # noqa: E402
+from cio_mavera.jobs.audiences.profiles import profile_clusters, profile_text  # noqa: E402
 from cio_mavera.sandbox.workspace import customer_attribute_strings, generate_workspace  # noqa: E402
 
 NOW = "2025-06-01"

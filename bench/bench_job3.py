@@ -24,10 +24,10 @@ sys.path[:0] = [str(ROOT)]
 
 def run_seed(seed: int, events: int, data_dir: Path) -> dict:
     from cio_mavera.connect import connect
-    from cio_mavera.jobs import retention_enrichment as enrichment
-    from cio_mavera.jobs import retention_pipeline as pipeline
-    from cio_mavera.jobs import retention_triggers as rt
-    from cio_mavera.jobs.retention_research import research_dir, research_triggers
+    from cio_mavera.jobs.context import RunContext
+    from cio_mavera.jobs.retention import data, enrichment, pipeline
+    from cio_mavera.jobs.retention import triggers as rt
+    from cio_mavera.jobs.retention.research import research_dir, research_triggers
     from cio_mavera.mavera.budget import CreditBudget
     from cio_mavera.mavera.client import MaveraClient
     from cio_mavera.sandbox.workspace import generate_workspace
@@ -43,14 +43,14 @@ def run_seed(seed: int, events: int, data_dir: Path) -> dict:
     run = pipeline.run_sandbox_pipeline(conn, events=events)
     t["receiver+replay+worker"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    enriched = enrichment.enrich_events(conn, pipeline.load_event_log(conn))
+    enriched = enrichment.enrich_events(conn, data.load_event_log(conn))
     t["enrich (bulk fetch + clustering)"] = time.perf_counter() - mark
     mark = time.perf_counter()
     found = rt.find_triggers(enriched.events)
     t["triggers"] = time.perf_counter() - mark
     mark = time.perf_counter()
     client = MaveraClient(conn, job="retention-research", budget=CreditBudget(600), use_cache=False)
-    briefs = research_triggers(client, found.triggers, directory=research_dir(conn))
+    briefs = research_triggers(RunContext.around(client), found.triggers, directory=research_dir(conn))
     client.close()
     t["research"] = time.perf_counter() - mark
     t["total"] = time.perf_counter() - started

@@ -12,11 +12,11 @@ import pytest
 from conftest import settings_for
 
 from cio_mavera.connect import Connection
-from cio_mavera.jobs import retention_enrichment as enrichment
-from cio_mavera.jobs import retention_pipeline as pipeline
-from cio_mavera.jobs import retention_triggers as rt
-from cio_mavera.jobs.retention_research import CooldownStore, research_dir, research_triggers
-from cio_mavera.jobs.retention_watch import ResearchLoop
+from cio_mavera.jobs.context import RunContext
+from cio_mavera.jobs.retention import data, enrichment, pipeline
+from cio_mavera.jobs.retention import triggers as rt
+from cio_mavera.jobs.retention.research import CooldownStore, research_dir, research_triggers
+from cio_mavera.jobs.retention.watch import ResearchLoop
 from cio_mavera.mavera.budget import CreditBudget
 from cio_mavera.mavera.client import MaveraClient
 from cio_mavera.pii import contains_pii
@@ -47,7 +47,7 @@ def run(conn) -> pipeline.PipelineRun:
 
 @pytest.fixture(scope="module")
 def enriched(conn, run) -> enrichment.Enriched:
-    return enrichment.enrich_events(conn, pipeline.load_event_log(conn))
+    return enrichment.enrich_events(conn, data.load_event_log(conn))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_the_replay_goes_through_the_receiver_and_the_log_holds_each_event_once(
     replay = run.replay
     assert replay["sent"] == replay["acknowledged"] == EVENTS and replay["failed"] == 0
     assert replay["duplicates_acknowledged"] > 0
-    log = pipeline.load_event_log(conn)
+    log = data.load_event_log(conn)
     assert len(log) == run.written == EVENTS - replay["duplicates_acknowledged"]
     assert log["event_id"].is_unique
 
@@ -74,7 +74,7 @@ def test_enrichment_fetches_missing_people_in_bulk_once_then_from_the_store(conn
     assert enriched.stats["fetched"] == people and enriched.stats["requests"] == math.ceil(people / 100)
     assert enriched.events["plan"].notna().all() and enriched.events["cluster"].notna().all()
     assert not {"email", "first_name", "last_name", "phone", "payload"} & set(enriched.events.columns)
-    again = enrichment.enrich_events(conn, pipeline.load_event_log(conn))
+    again = enrichment.enrich_events(conn, data.load_event_log(conn))
     assert again.stats["fetched"] == 0 and again.stats["requests"] == 0 and again.stats["from_store"] == people
 
 
@@ -87,7 +87,7 @@ def test_one_mave_call_per_trigger_then_none_within_the_cooldown_and_no_pii(conn
     server.state.reset()
     directory = research_dir(conn) / "first"
     client = MaveraClient(conn, job="retention-research", budget=CreditBudget(600), use_cache=False)
-    briefs = research_triggers(client, found.triggers, directory=directory, cooldown_hours=24)
+    briefs = research_triggers(RunContext.around(client), found.triggers, directory=directory, cooldown_hours=24)
     client.close()
     assert len(found.triggers) >= 1 and [b.status for b in briefs] == ["asked"] * len(found.triggers)
     assert all(b.content and b.sources and b.confidence is not None for b in briefs)
@@ -95,7 +95,7 @@ def test_one_mave_call_per_trigger_then_none_within_the_cooldown_and_no_pii(conn
     assert len(sent) == len(found.triggers)
 
     rerun = MaveraClient(conn, job="retention-research", budget=CreditBudget(600), use_cache=False)
-    again = research_triggers(rerun, found.triggers, directory=directory, cooldown_hours=24)
+    again = research_triggers(RunContext.around(rerun), found.triggers, directory=directory, cooldown_hours=24)
     rerun.close()
     assert len(_mave_requests(server)) == len(found.triggers)
     assert [b.status for b in again] == ["cooldown"] * len(found.triggers)
@@ -112,7 +112,7 @@ def test_a_budget_too_small_skips_every_trigger_and_sends_nothing(conn, server, 
     server.state.reset()
     directory = research_dir(conn) / "poor"
     client = MaveraClient(conn, job="retention-research", budget=CreditBudget(10), use_cache=False)
-    briefs = research_triggers(client, found.triggers, directory=directory)
+    briefs = research_triggers(RunContext.around(client), found.triggers, directory=directory)
     client.close()
     assert [b.status for b in briefs] == ["skipped"] * len(found.triggers)
     assert _mave_requests(server) == []

@@ -12,9 +12,11 @@ import pytest
 from scipy import stats
 
 from cio_mavera.errors import BudgetExceeded, InvalidParameter
-from cio_mavera.jobs import retention_enrichment as enrichment
-from cio_mavera.jobs import retention_triggers as rt
-from cio_mavera.jobs.retention_research import CooldownStore, research_prompt, research_triggers
+from cio_mavera.jobs.audiences import audience_clusters
+from cio_mavera.jobs.context import RunContext
+from cio_mavera.jobs.retention import enrichment
+from cio_mavera.jobs.retention import triggers as rt
+from cio_mavera.jobs.retention.research import CooldownStore, research_prompt, research_triggers
 from cio_mavera.mavera.models import MaveResult
 from cio_mavera.pii import contains_pii
 from cio_mavera.receiver.queue import QueuedEvent
@@ -171,28 +173,28 @@ def _trigger(key: str = "campaign:3:opt_out") -> rt.Trigger:
 
 def test_the_same_key_within_its_cooldown_calls_mave_once_even_after_a_restart(tmp_path):
     first = FakeMave()
-    briefs = research_triggers(first, [_trigger(), _trigger()], directory=tmp_path, cooldown_hours=24, now=1000.0)
+    briefs = research_triggers(RunContext.around(first), [_trigger(), _trigger()], directory=tmp_path, cooldown_hours=24, now=1000.0)
     assert len(first.prompts) == 1 and [b.status for b in briefs] == ["asked", "cooldown"]
     restarted = FakeMave()  # a new process: only the state file remembers
-    again = research_triggers(restarted, [_trigger()], directory=tmp_path, cooldown_hours=24, now=1000.0 + 23 * 3600)
+    again = research_triggers(RunContext.around(restarted), [_trigger()], directory=tmp_path, cooldown_hours=24, now=1000.0 + 23 * 3600)
     assert restarted.prompts == [] and again[0].status == "cooldown" and again[0].content == "brief"
-    later = research_triggers(restarted, [_trigger()], directory=tmp_path, cooldown_hours=24, now=1000.0 + 25 * 3600)
+    later = research_triggers(RunContext.around(restarted), [_trigger()], directory=tmp_path, cooldown_hours=24, now=1000.0 + 25 * 3600)
     assert len(restarted.prompts) == 1 and later[0].status == "asked"
 
 
 def test_different_keys_are_asked_separately(tmp_path):
     client = FakeMave()
-    research_triggers(client, [_trigger("campaign:3:opt_out"), _trigger("campaign:4:opt_out")],
+    research_triggers(RunContext.around(client), [_trigger("campaign:3:opt_out"), _trigger("campaign:4:opt_out")],
                       directory=tmp_path, cooldown_hours=24)
     assert len(client.prompts) == 2
 
 
 def test_a_budget_refusal_is_recorded_as_skipped_and_the_key_stays_askable(tmp_path):
-    briefs = research_triggers(FakeMave(refuse=True), [_trigger()], directory=tmp_path, cooldown_hours=24)
+    briefs = research_triggers(RunContext.around(FakeMave(refuse=True)), [_trigger()], directory=tmp_path, cooldown_hours=24)
     assert briefs[0].status == "skipped" and "75 credits" in briefs[0].reason
     assert CooldownStore(tmp_path).last("campaign:3:opt_out") is None
     client = FakeMave()
-    assert research_triggers(client, [_trigger()], directory=tmp_path)[0].status == "asked"
+    assert research_triggers(RunContext.around(client), [_trigger()], directory=tmp_path)[0].status == "asked"
 
 
 def test_the_research_prompt_is_aggregates_only():
@@ -215,7 +217,7 @@ def _sandbox_events(seed: int, tmp_path, n_events: int = 4000) -> tuple[pd.DataF
     ids = set(events["cio_id"].dropna())
     rows = np.flatnonzero(ws.customers["cio_id"].astype(str).isin(ids).to_numpy())
     people = enrichment._pii_free(pd.DataFrame(customer_attribute_strings(ws, rows)))
-    clusters, _ = enrichment.assign_clusters(people, seed=0, now=pd.Timestamp(ws.end_date, tz="UTC"))
+    clusters, _ = audience_clusters(people, seed=0, now=pd.Timestamp(ws.end_date, tz="UTC"))
     return enrichment.enrich(events, people, clusters), ws.truth, clusters
 
 

@@ -25,7 +25,8 @@ import pandas as pd
 
 from cio_mavera.connect import Connection
 from cio_mavera.errors import ApiError, BudgetExceeded, CreditsExhausted, InvalidParameter
-from cio_mavera.jobs.retention_triggers import Trigger
+from cio_mavera.jobs.context import RunContext
+from cio_mavera.jobs.retention.triggers import Trigger
 from cio_mavera.pii import assert_no_pii
 
 __all__ = ["Brief", "CooldownStore", "load_briefs", "research_dir", "research_prompt", "research_triggers"]
@@ -181,7 +182,7 @@ def _read(path: str | None) -> dict[str, Any] | None:
         return None
 
 
-def research_triggers(client: Any, triggers: Sequence[Trigger], *, directory: str | Path,
+def research_triggers(run: RunContext, triggers: Sequence[Trigger], *, directory: str | Path,
                       cooldown_hours: float = 24, campaign_names: Mapping[int, str] | None = None,
                       now: float | None = None) -> list[Brief]:
     """One Mave request per trigger outside its key's cooldown; a Brief for every trigger either way."""
@@ -204,13 +205,15 @@ def research_triggers(client: Any, triggers: Sequence[Trigger], *, directory: st
                                    "reason": f"asked at {asked}, within the {cooldown_hours:g} h cooldown"}))
             continue
         try:
-            answer = client.mave(prompt)
+            answer = run.mavera.mave(prompt)
         except (BudgetExceeded, CreditsExhausted) as exc:
             store.release(trigger.key, previous)
+            run.skip("research", trigger.key, exc)
             briefs.append(Brief(trigger.key, "skipped", info, prompt, reason=str(exc)))
             continue
         except ApiError as exc:  # a failed call is reported; the key stays askable
             store.release(trigger.key, previous)
+            run.skip("research", trigger.key, f"failed: {exc}")
             briefs.append(Brief(trigger.key, "failed", info, prompt, reason=str(exc)))
             continue
         except BaseException:

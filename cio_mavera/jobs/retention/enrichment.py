@@ -15,7 +15,6 @@ profile the way job 2 names personas.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +22,18 @@ from typing import Any
 
 import pandas as pd
 
+from cio_mavera import datasets
+from cio_mavera.cache import Cache
 from cio_mavera.connect import Connection
+from cio_mavera.customerio.app import AppClient
+from cio_mavera.files import atomic_path
+from cio_mavera.jobs.audiences import audience_clusters
 from cio_mavera.pii import strip_pii
 
 __all__ = [
     "ATTRIBUTES",
     "Enriched",
     "PeopleStore",
-    "assign_clusters",
-    "campaign_names",
     "enrich",
     "enrich_events",
     "fetch_people",
@@ -81,10 +83,8 @@ class PeopleStore:
         """Merge `people` in (newest wins) and return the whole store."""
         merged = pd.concat([self.load(), people.astype(object)], ignore_index=True)
         merged = merged.drop_duplicates(subset=[KEY], keep="last").reset_index(drop=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".parquet.tmp")
-        merged.astype(object).where(merged.notna(), None).astype("string").to_parquet(tmp, index=False)
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            merged.astype(object).where(merged.notna(), None).astype("string").to_parquet(tmp, index=False)
         return merged
 
 
@@ -97,16 +97,13 @@ def _pii_free(frame: pd.DataFrame) -> pd.DataFrame:
 
 def fetch_people(conn: Connection, cio_ids: Sequence[str], *, client: Any = None) -> tuple[pd.DataFrame, int]:
     """(PII-free attributes of `cio_ids` from the App API, requests made); 100 ids per request."""
-    from cio_mavera.customerio.app import AppClient
-    from cio_mavera.datasets import customer_row
-
     if not cio_ids:
         return pd.DataFrame({KEY: pd.Series(dtype=object)}), 0
     own = client is None
     app = client or AppClient(conn)
     try:
         before = app.stats.requests
-        rows = [customer_row(c) for c in app.customers_attributes_many(list(cio_ids))]
+        rows = [datasets.customer_row(c) for c in app.customers_attributes_many(list(cio_ids))]
         made = app.stats.requests - before
     finally:
         if own:
@@ -117,12 +114,9 @@ def fetch_people(conn: Connection, cio_ids: Sequence[str], *, client: Any = None
 
 def _customers_cache(conn: Connection) -> pd.DataFrame | None:
     """The job-2 audience pull (everyone, no segment) when it is cached and fresh; never pulls."""
-    from cio_mavera.cache import Cache
-    from cio_mavera.datasets import DEFAULT_MAX_AGE, SCHEMA
-
-    entry = Cache(conn.cache_dir).entry("customers", {"segment_id": None}, SCHEMA["customers"])
+    entry = Cache(conn.cache_dir).entry("customers", {"segment_id": None}, datasets.SCHEMA["customers"])
     try:
-        return entry.load(DEFAULT_MAX_AGE["customers"])
+        return entry.load(datasets.DEFAULT_MAX_AGE["customers"])
     except (OSError, ValueError):
         return None
 
@@ -152,57 +146,6 @@ def people_for(conn: Connection, cio_ids: Iterable[str], *, refresh: bool = Fals
              "from_customers_cache": from_customers, "fetched": int(len(fetched)),
              "unknown": len(missing) - int(len(fetched)), "requests": int(requests)}
     return people, stats
-
-
-# --- clusters ---------------------------------------------------------------------------------
-
-
-def _job2_assignments(conn: Connection, path: str | Path | None) -> pd.DataFrame | None:
-    from cio_mavera.jobs.attribute_personas import JOB, cluster_assignments_path
-
-    candidate = Path(path) if path else cluster_assignments_path(conn.cache_dir / JOB)
-    if not candidate.is_file():
-        return None
-    frame = pd.read_parquet(candidate)
-    if KEY not in frame or "cluster" not in frame:
-        return None
-    names = frame["persona"] if "persona" in frame else "Cluster " + (frame["cluster"] + 1).astype(str)
-    return pd.DataFrame({KEY: frame[KEY].astype(str), "cluster": frame["cluster"].astype(int),
-                         "cluster_name": names.astype(str)})
-
-
-def assign_clusters(people: pd.DataFrame, *, conn: Connection | None = None,
-                    assignments_path: str | Path | None = None, k_range: Sequence[int] = range(2, 7),
-                    seed: int = 0, now: Any = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """(cio_id, cluster, cluster_name) for `people`, and how they were obtained.
-
-    Uses job 2's assignments when available (given, or cached for `conn`); otherwise fits clusters
-    on `people` with the job-2 pipeline. Clusters are numbered 0 = largest.
-    """
-    from cio_mavera.errors import CioMaveraError
-
-    empty = pd.DataFrame({KEY: pd.Series(dtype=object), "cluster": pd.Series(dtype="Int64"),
-                          "cluster_name": pd.Series(dtype=object)})
-    assigned = _job2_assignments(conn, assignments_path) if conn is not None or assignments_path else None
-    if assigned is not None:
-        return assigned[assigned[KEY].isin(set(people[KEY]))].reset_index(drop=True), {
-            "source": "job-2 assignments", "k": int(assigned["cluster"].nunique())}
-    if len(people) < 20:
-        return empty, {"source": "none", "k": 0, "reason": f"only {len(people)} people, too few to cluster"}
-    from cio_mavera.jobs import attribute_personas as ap
-    from cio_mavera.jobs.cluster_profiles import profile_clusters
-
-    try:
-        typed, schema, _ = ap.prepare(people.reset_index(drop=True), now=now or pd.Timestamp.now(tz="UTC"))
-        result = ap.find_clusters(typed, schema, k_range, seed, sample_size=5000)
-    except CioMaveraError as exc:
-        return empty, {"source": "none", "k": 0, "reason": str(exc)}
-    profiles = profile_clusters(typed, result.labels)
-    names = {p.cluster: ap.cluster_name(p) for p in profiles.clusters}
-    out = pd.DataFrame({KEY: result.labels.index.astype(str), "cluster": result.labels.to_numpy()})
-    out["cluster_name"] = out["cluster"].map(names)
-    return out, {"source": "fitted on the people in the event log", "k": int(result.k),
-                 "profiles": {int(c): names[c] for c in names}}
 
 
 # --- enrichment -------------------------------------------------------------------------------
@@ -249,21 +192,13 @@ def enrich_events(conn: Connection, events: pd.DataFrame, *, refresh: bool = Fal
     """Attributes and clusters for everyone in `events` (fetching only who is missing), attached."""
     ids = events[KEY].dropna().astype(str).unique().tolist() if KEY in events else []
     people, stats = people_for(conn, ids, refresh=refresh, client=client)
-    clusters, cluster_info = assign_clusters(people, conn=conn, assignments_path=assignments_path, seed=seed)
+    clusters, cluster_info = audience_clusters(people, conn=conn, assignments_path=assignments_path,
+                                               seed=seed)
     enriched = enrich(events, people, clusters)
     path = store_dir(conn) / "clusters.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clusters.to_parquet(path.with_suffix(".parquet.tmp"), index=False)
-    os.replace(path.with_suffix(".parquet.tmp"), path)
+    with atomic_path(path) as tmp:
+        clusters.to_parquet(tmp, index=False)
     stats = {**stats, "clusters": cluster_info, "clusters_path": str(path),
              "events_with_attributes": int(enriched["plan"].notna().sum()) if "plan" in enriched else 0,
              "events_with_cluster": int(enriched["cluster"].notna().sum())}
     return Enriched(enriched, people, clusters, stats)
-
-
-def campaign_names(conn: Connection, *, refresh: bool = False) -> dict[int, str]:
-    """Campaign id -> name from the (cached) campaigns list, for readable reports and prompts."""
-    from cio_mavera import datasets
-
-    frame = datasets.campaigns(conn, refresh=refresh)
-    return {int(c): str(n) for c, n in zip(frame["campaign_id"], frame["name"], strict=True) if n}

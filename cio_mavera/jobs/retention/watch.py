@@ -13,13 +13,18 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from cio_mavera.connect import Connection
 from cio_mavera.errors import CioMaveraError
-from cio_mavera.jobs.retention_research import Brief, research_dir, research_triggers
+from cio_mavera.jobs.context import RunContext
+from cio_mavera.jobs.retention.data import campaign_names, read_event_log
+from cio_mavera.jobs.retention.enrichment import enrich_events
+from cio_mavera.jobs.retention.research import Brief, research_dir, research_triggers
+from cio_mavera.jobs.retention.triggers import find_triggers
+from cio_mavera.mavera import CreditBudget
 
 log = logging.getLogger("cio_mavera.retention")
+JOB = "retention-research"
 
 __all__ = ["ResearchLoop"]
 
@@ -30,31 +35,20 @@ class ResearchLoop:
     def __init__(self, conn: Connection, event_log_dir: str | Path, *, max_credits: int = 600,
                  interval_s: float = 60.0, window_hours: float = 24, step_hours: float = 6,
                  valuable_plans: Sequence[str] = ("pro", "business", "enterprise"), alpha: float = 0.05,
-                 cooldown_hours: float = 24, client: Any = None,
+                 cooldown_hours: float = 24,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        from cio_mavera.mavera.budget import CreditBudget
-
         self.conn = conn
         self.event_log_dir = Path(event_log_dir)
         self.interval_s = interval_s
         self.options = {"window_hours": window_hours, "step_hours": step_hours,
                         "valuable_plans": list(valuable_plans), "alpha": alpha}
         self.cooldown_hours = cooldown_hours
-        self.budget = CreditBudget(max_credits)
-        self._client = client
+        # The Mavera client opens on first use, so a worker without triggers never needs a key.
+        self.run = RunContext(job=JOB, connection=conn, budget=CreditBudget(max_credits))
         self.clock = clock
         self.pending = 0
         self.last_run: float | None = None
         self.evaluations = 0
-
-    @property
-    def client(self) -> Any:
-        """The Mavera client, created on first use (so a worker without triggers never needs a key)."""
-        if self._client is None:
-            from cio_mavera.mavera.client import MaveraClient
-
-            self._client = MaveraClient(self.conn, job="retention-research", budget=self.budget)
-        return self._client
 
     def __call__(self, written: int) -> list[Brief] | None:
         """Note `written` new rows; evaluate when some are pending and the interval has passed."""
@@ -73,10 +67,6 @@ class ResearchLoop:
 
     def evaluate(self) -> list[Brief]:
         """Enrich the whole log, find triggers, research those outside their cooldown."""
-        from cio_mavera.jobs.retention_enrichment import campaign_names, enrich_events
-        from cio_mavera.jobs.retention_triggers import find_triggers
-        from cio_mavera.receiver.worker import read_event_log
-
         self.evaluations += 1
         events = read_event_log(self.event_log_dir)
         if events.empty:
@@ -90,14 +80,18 @@ class ResearchLoop:
             names = campaign_names(self.conn)
         except CioMaveraError:
             names = {}
-        briefs = research_triggers(self.client, found.triggers, directory=research_dir(self.conn),
+        briefs = research_triggers(self.run, found.triggers, directory=research_dir(self.conn),
                                    cooldown_hours=self.cooldown_hours, campaign_names=names)
         for brief in briefs:
             log.warning("retention trigger %s: %s%s", brief.key, brief.status,
                         f" ({brief.reason})" if brief.reason else "")
         return briefs
 
+    @property
+    def budget(self) -> CreditBudget:
+        """The credit budget that spans the worker's life."""
+        return self.run.budget
+
     def close(self) -> None:
         """Flush the credits ledger and close the Mavera client."""
-        if self._client is not None:
-            self._client.close()
+        self.run.close()

@@ -17,14 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from cio_mavera.connect import Connection
 from cio_mavera.errors import CioMaveraError, InvalidParameter
+from cio_mavera.jobs.retention.data import PIPELINE_DIR
 
-__all__ = ["PipelineRun", "ReceiverThread", "event_log_dir", "load_event_log", "run_sandbox_pipeline"]
-
-PIPELINE_DIR = "retention-pipeline"
+__all__ = ["PipelineRun", "ReceiverThread", "run_sandbox_pipeline"]
 
 
 class PipelineError(CioMaveraError):
@@ -47,20 +44,6 @@ class PipelineRun:
                 "latency_ms", "elapsed_s")
         return {"replay": {k: self.replay.get(k) for k in keep}, "written": self.written,
                 "events_requested": self.events_requested, "seconds": self.seconds}
-
-
-def event_log_dir(conn: Connection) -> Path:
-    """The event log a job-3 report reads: the worker's `<data dir>/events/` live, the sandbox run's otherwise."""
-    if conn.mode == "live":
-        return conn.settings.data_dir / "events"
-    return conn.cache_dir / PIPELINE_DIR / "events"
-
-
-def load_event_log(conn: Connection) -> pd.DataFrame:
-    """The event log for `conn` as a DataFrame (one row per unique event_id)."""
-    from cio_mavera.receiver.worker import read_event_log
-
-    return read_event_log(event_log_dir(conn))
 
 
 class ReceiverThread:
@@ -97,8 +80,7 @@ def run_sandbox_pipeline(conn: Connection, events: int = 4000, seed: int | None 
     from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
     from cio_mavera.receiver.queue import open_queue
     from cio_mavera.receiver.worker import drain_once
-    from cio_mavera.sandbox.replay import replay
-    from cio_mavera.sandbox.webhook_stream import webhook_stream
+    from cio_mavera.sandbox.webhooks import replay, webhook_stream
 
     if conn.mode != "sandbox":
         raise InvalidParameter("run_sandbox_pipeline replays the sandbox stream; in live mode read the "

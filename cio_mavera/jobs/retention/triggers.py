@@ -1,7 +1,7 @@
 """Job 3 spike detection: rolling-window churn and opt-out rates tested against their own baseline.
 
 Two trigger kinds, both computed from the enriched event log (one row per event, see
-`retention_enrichment`), and both answering "is this window's rate significantly above normal?":
+`enrichment`), and both answering "is this window's rate significantly above normal?":
 
 - `campaign`: per campaign and metric (`unsubscribed`, `spammed`), the count in a rolling window per
   delivered message of that campaign in the window, against the campaign's own rate over the rest

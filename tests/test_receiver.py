@@ -341,7 +341,7 @@ def test_sigkill_during_replay_loses_no_acknowledged_event(tmp_path):
 def test_two_receivers_sharing_redis_store_each_event_once():
     from redis_server import MISSING_REASON, RedisServer, redis_available
 
-    from cio_mavera.jobs.retention_pipeline import ReceiverThread
+    from cio_mavera.jobs.retention.pipeline import ReceiverThread
     from cio_mavera.receiver.redis_queue import RedisQueue
     from cio_mavera.sandbox.webhooks import replay
 

@@ -123,7 +123,7 @@ def _research_loop(args: argparse.Namespace, settings: Settings):  # -> Research
     if args.max_credits < 0 or args.research_interval < 0 or args.cooldown_hours < 0:
         raise ConfigError("--max-credits, --research-interval and --cooldown-hours must be >= 0")
     from ..connect import connect
-    from ..jobs.retention_watch import ResearchLoop
+    from ..jobs.retention.watch import ResearchLoop
 
     conn = connect("customerio", "mavera", settings=settings)
     print(f"research on: triggers every {args.research_interval:g} s at most, budget {args.max_credits} credits, "

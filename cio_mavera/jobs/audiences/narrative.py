@@ -7,6 +7,7 @@ the notebook wraps them in `IPython.display`.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from cio_mavera.connect import Connection
 from cio_mavera.jobs.audiences.attribute_types import Schema
 from cio_mavera.jobs.audiences.clustering import ClusterResult, Selection
 from cio_mavera.jobs.audiences.data import CLUSTER_ATTRIBUTE, PERSONA_ATTRIBUTE
-from cio_mavera.jobs.audiences.profiles import ClusterProfiles
+from cio_mavera.jobs.audiences.profiles import ClusterProfiles, describe_effect
 from cio_mavera.jobs.audiences.writeback import WriteBackReport
 from cio_mavera.jobs.report_parts import age_text, figure_png, parameters_table  # noqa: F401 (the notebook uses them from here)
 
@@ -196,8 +197,6 @@ def cost_markdown(plan: pd.DataFrame, create: bool, max_credits: int) -> str:
 
 
 def _traits(profile: Any) -> str:
-    from cio_mavera.jobs.audiences.profiles import describe_effect  # one wording for text and card
-
     return "\n".join(f"  - {describe_effect(r)}" for r in profile.top.itertuples(index=False))
 
 
@@ -262,8 +261,6 @@ def write_back_markdown(report: WriteBackReport | None) -> str:
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value, indent=2)
 
 

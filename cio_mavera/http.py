@@ -1,88 +1,57 @@
-"""The one place that talks HTTP: pooled httpx clients, rate limiting, retries, accounting, redaction.
+"""The one place that talks HTTP: an httpx client per API, built from transports, with specific errors.
 
-Every endpoint method in the clients is "build request, parse response"; everything that makes a
-request survive the real world lives here:
+Every endpoint method in the clients is "build request, parse response"; what makes a request
+survive the real world is a chain of transports (`cio_mavera.transports`):
 
-- a rate limiter acquired before every attempt (retries spend budget too);
-- retries with jittered exponential backoff on 429, 5xx and connection errors, honouring
-  `Retry-After`, never on other 4xx;
-- a call that creates something is retried only when the server surely did not act on it
-  (429, or a connection that never opened), unless the caller says the API makes it safe;
-- request accounting (`RequestStats`) for the "requests made" figures the CLI prints;
-- secrets redacted from every log line and exception message.
+- `RetryTransport`: retries with jittered exponential backoff on 429, 5xx and connection errors,
+  honouring `Retry-After`, never on other 4xx; a call that creates something is retried only when
+  the server surely did not act on it (429, or a connection that never opened), unless the caller
+  says the API makes it safe;
+- `RateLimitTransport`: the rate limiter, acquired before every attempt (retries spend budget too);
+- `AccountingTransport`: request accounting (`RequestStats`) for the "requests made" figures the
+  CLI prints, and log lines with customer emails and phones masked.
+
+`HttpClient` builds that chain, maps error statuses to exception classes, and redacts secrets from
+every exception message.
 """
 
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import logging
-import random
-import re
-import threading
 import time
-from collections import Counter
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from .errors import ApiError, AuthError, NotFound, RateLimited, ServerError
 from .ratelimit import NoLimit, RateLimiter
+from .transports import (
+    ATTEMPTS,
+    EXPECT,
+    IDEMPOTENT,
+    IDEMPOTENT_METHODS,
+    ROUTE,
+    STREAM,
+    AccountingTransport,
+    RateLimitTransport,
+    RequestStats,
+    RetryPolicy,
+    RetryTransport,
+    loggable,
+    may_have_reached_server,
+    retry_after_seconds,
+)
 
-log = logging.getLogger("cio_mavera.http")
+__all__ = ["HttpClient", "RequestStats", "RetryPolicy", "default_error", "loggable", "redact",
+           "retry_after_seconds"]
+
 # httpx logs every full URL at INFO (query strings included, e.g. ?email=); ours masks them.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: attempts, backoff and which statuses are worth another go."""
-
-    max_retries: int = 6
-    backoff_base_s: float = 0.25
-    backoff_cap_s: float = 8.0
-    max_retry_after_s: float = 120.0
-    retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
-
-    def backoff(self, attempt: int) -> float:
-        """Full-jitter exponential backoff for retry number `attempt` (1-based)."""
-        return random.uniform(0, min(self.backoff_cap_s, self.backoff_base_s * 2 ** attempt))
-
-
-@dataclass
-class RequestStats:
-    """Thread-safe counts of what a client did, for progress lines and benchmarks."""
-
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    server_errors: int = 0
-    waited_s: float = 0.0
-    by_route: Counter = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def record(self, route: str, status: int | None, retry: bool, waited_s: float) -> None:
-        with self._lock:
-            self.requests += 1
-            self.retries += int(retry)
-            self.rate_limited += int(status == 429)
-            self.server_errors += int(status is not None and status >= 500)
-            self.waited_s += waited_s
-            self.by_route[route] += 1
-
-    def add_wait(self, seconds: float) -> None:
-        with self._lock:
-            self.waited_s += seconds
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {"requests": self.requests, "retries": self.retries,
-                    "rate_limited": self.rate_limited, "server_errors": self.server_errors,
-                    "waited_s": round(self.waited_s, 3)}
+ErrorFactory = Callable[[httpx.Response, str], ApiError]
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -91,34 +60,6 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "****")
     return text
-
-
-_PERSONAL_SEGMENT = re.compile(r"/[^/]*(?:@|%40)[^/]*|/(?:\+|%2B)\d{6,}")
-
-
-def loggable(route: str) -> str:
-    """`route` with email and phone path segments masked: logs carry no customer PII."""
-    return _PERSONAL_SEGMENT.sub("/{personal}", route)
-
-
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """The server's `Retry-After` as seconds (it may be seconds or an HTTP date), if present."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-ErrorFactory = Callable[[httpx.Response, str], ApiError]
-ResponseHook = Callable[[httpx.Response], None]
 
 
 def default_error(service: str) -> ErrorFactory:
@@ -135,8 +76,39 @@ def default_error(service: str) -> ErrorFactory:
     return make
 
 
+def _sleep(seconds: float) -> None:
+    # Looks `time` up at call time, so a test may patch `cio_mavera.http.time` for a client it
+    # cannot hand a `sleep` (tests/test_mavera_client.py does).
+    time.sleep(seconds)
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _network(base_url: str, limits: httpx.Limits) -> httpx.HTTPTransport:
+    """The connection pool, through the proxy the environment names for `base_url`, if any.
+
+    httpx honours HTTP(S)_PROXY/NO_PROXY only in a transport it builds itself, which the chain
+    replaces; urllib's reading of the same variables keeps a proxied network working.
+    """
+    url = httpx.URL(base_url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if proxy and urllib.request.proxy_bypass(url.host):
+        proxy = None
+    if proxy and "://" not in proxy:
+        proxy = f"http://{proxy}"
+    return httpx.HTTPTransport(limits=limits, proxy=proxy)
+
+
 class HttpClient:
-    """A pooled httpx client for one API with limiter, retries, accounting and redaction."""
+    """A pooled httpx client for one API: limiter, retries, accounting, specific errors, redaction.
+
+    `transport` replaces the network under the chain (a test's `httpx.MockTransport`, or a
+    wrapper such as Mavera's `GateTransport`); `sleep` and `clock` are the retry pauses and the
+    clock an HTTP-date `Retry-After` is read against.
+    """
 
     def __init__(
         self,
@@ -151,25 +123,29 @@ class HttpClient:
         timeout_s: float = 30.0,
         max_connections: int = 16,
         error_factory: ErrorFactory | None = None,
-        response_hooks: Iterable[ResponseHook] = (),
         transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
-        self.limiter = limiter or NoLimit()
-        self.retry = retry or RetryPolicy()
         self.stats = RequestStats()
+        self._retry = retry or RetryPolicy()
         self._secrets = [s for s in secrets if s]
         self._error_factory = error_factory or default_error(service)
-        self._hooks = list(response_hooks)
+        network = transport or _network(self.base_url, httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections))
+        chain = RetryTransport(
+            RateLimitTransport(AccountingTransport(network, self.stats, service),
+                               limiter or NoLimit(), on_wait=self.stats.add_wait),
+            self._retry, service=service, sleep=sleep or _sleep, clock=clock or _now,
+            on_retry=self.stats.add_retry)
         self._client = httpx.Client(
             base_url=self.base_url,
             headers={"User-Agent": "cio-mavera/0.1", **(headers or {})},
             auth=auth,
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
-            transport=transport,
+            transport=chain,
         )
 
     def close(self) -> None:
@@ -180,10 +156,6 @@ class HttpClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def add_response_hook(self, hook: ResponseHook) -> None:
-        """Call `hook(response)` on every response received (e.g. to read rate-limit headers)."""
-        self._hooks.append(hook)
 
     def request(
         self,
@@ -205,58 +177,21 @@ class HttpClient:
         it); retries happen only before the body starts.
         """
         method = method.upper()
-        if idempotent is None:
-            idempotent = method in IDEMPOTENT_METHODS
         route = f"{method} {path}"
-        expected = set(expect)
-        attempt = 0
-        while True:
-            waited = self.limiter.acquire()
-            started = time.monotonic()
-            try:
-                response = self._client.send(
-                    self._client.build_request(method, path, params=params, json=json,
-                                               headers=headers), stream=stream)
-            except httpx.TransportError as exc:
-                self.stats.record(route, None, attempt > 0, waited)
-                # A refused connection never reached the server; anything later might have.
-                reached = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                if attempt >= self.retry.max_retries or (reached and not idempotent):
-                    raise ServerError(
-                        redact(f"{self.service} {route}: {type(exc).__name__}: {exc}", self._secrets)
-                        + (" (not retried: the request may have reached the server)"
-                           if reached and not idempotent else f" after {attempt + 1} attempts"),
-                        service=self.service) from None
-                attempt += 1
-                pause = self.retry.backoff(attempt)
-                log.warning("%s %s: %s; retry %d in %.2fs", self.service, loggable(route),
-                            type(exc).__name__, attempt, pause)
-                self._pause(pause)
-                continue
-
-            self.stats.record(route, response.status_code, attempt > 0, waited)
-            for hook in self._hooks:
-                hook(response)
-            log.info("%s %s -> %d in %.0f ms", self.service, loggable(route), response.status_code,
-                     (time.monotonic() - started) * 1000)
-            status = response.status_code
-            if status < 400 or status in expected:
-                return response
-            if stream:
-                response.read()  # error bodies are small, and the error message quotes them
-                response.close()
-            retryable = status in self.retry.retry_statuses and (idempotent or status == 429)
-            if not retryable or attempt >= self.retry.max_retries:
-                raise self._error(response, route, attempt)
-            attempt += 1
-            pause = retry_after_seconds(response)
-            if pause is None:
-                pause = self.retry.backoff(attempt)
-            elif pause > self.retry.max_retry_after_s:
-                raise self._error(response, route, attempt)
-            log.warning("%s %s -> %d; retry %d in %.2fs", self.service, loggable(route), status,
-                        attempt, pause)
-            self._pause(pause)
+        options = {ROUTE: route, EXPECT: frozenset(expect), STREAM: stream,
+                   IDEMPOTENT: method in IDEMPOTENT_METHODS if idempotent is None else idempotent}
+        request = self._client.build_request(method, path, params=params, json=json,
+                                             headers=headers, extensions=options)
+        try:
+            response = self._client.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc, request) from None
+        if response.status_code < 400 or response.status_code in options[EXPECT]:
+            return response
+        if stream:
+            response.read()  # error bodies are small, and the error message quotes them
+            response.close()
+        raise self._error(response, route, request.extensions.get(ATTEMPTS, 1))
 
     @contextlib.contextmanager
     def stream(self, method: str, path: str, **kw: Any) -> Iterator[httpx.Response]:
@@ -267,16 +202,19 @@ class HttpClient:
         finally:
             response.close()
 
-    def _pause(self, seconds: float) -> None:
-        """Sleep between retries, counted in stats.waited_s with the limiter's waits."""
-        self.stats.add_wait(seconds)
-        time.sleep(seconds)
+    def _transport_error(self, exc: httpx.TransportError, request: httpx.Request) -> ServerError:
+        not_retried = may_have_reached_server(exc) and not request.extensions[IDEMPOTENT]
+        message = redact(f"{self.service} {request.extensions[ROUTE]}: {type(exc).__name__}: {exc}",
+                         self._secrets)
+        message += (" (not retried: the request may have reached the server)" if not_retried
+                    else f" after {request.extensions.get(ATTEMPTS, 1)} attempts")
+        return ServerError(message, service=self.service)
 
     def _error(self, response: httpx.Response, route: str, attempts: int) -> ApiError:
         error = self._error_factory(response, route)
         message = redact(str(error), self._secrets)
-        if attempts and response.status_code in self.retry.retry_statuses:
-            message += f" (after {attempts + 1} attempts)"
+        if attempts > 1 and response.status_code in self._retry.retry_statuses:
+            message += f" (after {attempts} attempts)"
         error.args = (message,)
         return error
 

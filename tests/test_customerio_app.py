@@ -18,6 +18,7 @@ from cio_mavera.customerio.app import AppClient, MetricSeries
 from cio_mavera.customerio.paging import inclusive_windows
 from cio_mavera.customerio.track import detect_region
 from cio_mavera.errors import AuthError, ConfigError, InvalidParameter, NotFound
+from cio_mavera.http import RetryPolicy
 from cio_mavera.ratelimit import NoLimit
 from cio_mavera.sandbox.server import SandboxServer
 from cio_mavera.settings import Secret, Settings
@@ -43,10 +44,10 @@ def _logged(server: SandboxServer, fragment: str, at_least: int = 0) -> list[dic
         time.sleep(0.01)
 
 
-def _mock_client(handler, tmp_path: Path) -> AppClient:
+def _mock_client(handler, tmp_path: Path, **kw) -> AppClient:
     settings = Settings(app_key=Secret("mock-app-key-123"), data_dir=tmp_path,
                         app_url_override="https://api.example.test")
-    return AppClient(settings, transport=httpx.MockTransport(handler), limiter=NoLimit())
+    return AppClient(settings, transport=httpx.MockTransport(handler), limiter=NoLimit(), **kw)
 
 
 # -- campaigns -------------------------------------------------------------------------------
@@ -399,8 +400,7 @@ def test_search_posts_are_retried_as_reads(tmp_path: Path) -> None:
             return httpx.Response(503, json={"errors": [{"detail": "down", "status": "503"}]})
         return httpx.Response(200, json={"identifiers": [{"cio_id": "a"}], "next": ""})
 
-    with _mock_client(handler, tmp_path) as client:
-        client.http.retry = type(client.http.retry)(backoff_base_s=0.001)
+    with _mock_client(handler, tmp_path, retry=RetryPolicy(backoff_base_s=0.001)) as client:
         assert len(list(client.search_customers())) == 1
     assert len(attempts) == 2
 

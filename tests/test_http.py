@@ -35,6 +35,7 @@ def scripted(*responses):
 
 
 def client(transport, **kw):
+    kw.setdefault("sleep", lambda seconds: None)  # retries pause in the test's time, not real time
     return HttpClient(service="test", base_url="http://api.test", transport=transport,
                       retry=FAST, secrets=[SECRET], **kw)
 
@@ -103,11 +104,10 @@ def test_read_timeout_on_post_is_not_retried_and_says_why():
     assert len(seen) == 1
 
 
-def test_retry_after_is_honoured(monkeypatch):
+def test_retry_after_is_honoured():
     pauses: list[float] = []
-    monkeypatch.setattr("cio_mavera.http.time.sleep", pauses.append)
     transport, _ = scripted(httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(200, json={}))
-    with client(transport) as http:
+    with client(transport, sleep=pauses.append) as http:
         http.get_json("/x")
     assert pauses == [2.0]
 
@@ -185,3 +185,40 @@ def test_stream_error_quotes_the_body():
     with client(transport) as http, pytest.raises(ApiError, match="invalid persona"), \
             http.stream("POST", "/chat", json={}):
         pass
+
+
+def test_retry_after_http_date_is_read_against_the_clients_clock():
+    pauses: list[float] = []
+    now = 1_700_000_000.0
+    when = email.utils.formatdate(now + 30, usegmt=True)
+    transport, _ = scripted(httpx.Response(503, headers={"Retry-After": when}), httpx.Response(200, json={}))
+    with client(transport, sleep=pauses.append, clock=lambda: now) as http:
+        http.get_json("/x")
+    assert pauses == [30.0]
+
+
+def test_limiter_is_acquired_before_every_attempt_and_its_waits_are_counted():
+    class CountingLimiter:
+        acquired = 0
+
+        def acquire(self) -> float:
+            self.acquired += 1
+            return 0.5
+
+    limiter = CountingLimiter()
+    transport, _ = scripted(httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(200, json={}))
+    with client(transport, limiter=limiter) as http:
+        http.get_json("/x")
+        assert limiter.acquired == 2
+        assert http.stats.snapshot()["waited_s"] == 2.0  # two limiter waits and one Retry-After
+
+
+def test_body_dropped_half_way_is_retried_like_a_dropped_connection():
+    def dropped():
+        yield b'{"ok":'
+        raise httpx.ReadError("connection reset")
+
+    transport, seen = scripted(httpx.Response(200, content=dropped()), httpx.Response(200, json={"ok": 1}))
+    with client(transport) as http:
+        assert http.get_json("/x") == {"ok": 1}
+    assert len(seen) == 2

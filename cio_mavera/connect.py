@@ -8,15 +8,14 @@ services. Sandbox and live data never share a cache directory.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .customerio.region import in_detected_region
+from .sandbox.server import shared_sandbox
 from .settings import Secret, Settings, load_settings
-
-log = logging.getLogger("cio_mavera.connect")
 
 
 @dataclass(frozen=True)
@@ -62,40 +61,14 @@ def live_workspace(settings: Settings) -> str:
     return "mavera-only"
 
 
-def _detected_region(settings: Settings) -> Settings:
-    """Settings with the region Track reports for this workspace, when Track keys allow asking.
-
-    An EU workspace on US hosts answers 401 like a wrong key, so asking once saves a confusing
-    failure. Skipped when the hosts are overridden; a failed lookup keeps CIO_REGION as set.
-    """
-    if not settings.has("track") or settings.app_url_override or settings.track_url_override:
-        return settings
-    from .customerio.track import detect_region
-    from .errors import CioMaveraError
-
-    try:
-        region = detect_region(settings)
-    except CioMaveraError as exc:
-        log.warning("could not detect the Customer.io region (%s); using CIO_REGION=%s",
-                    exc, settings.region)
-        return settings
-    if region != settings.region:
-        log.warning("CIO_REGION=%s but Customer.io says this workspace is in %s; using %s",
-                    settings.region, region, region)
-        return settings.with_overrides(region=region)
-    return settings
-
-
 def connect(*needs: str, settings: Settings | None = None) -> Connection:
     """A `Connection` for work that needs `needs` ("customerio", "track", "mavera", "webhooks")."""
     settings = settings or load_settings()
     mode = settings.resolve_mode(*(needs or ("customerio", "mavera")))
     if mode == "live":
         if "customerio" in needs or not needs:
-            settings = _detected_region(settings)
+            settings = in_detected_region(settings)
         return Connection(settings, "live", live_workspace(settings))
-
-    from .sandbox.server import shared_sandbox
 
     server = shared_sandbox(settings.sandbox_seed, settings.sandbox_customers)
     sandboxed = pointed_at(settings, server.env())

@@ -17,7 +17,7 @@ def test_live_connection_names_the_workspace_without_its_key(tmp_path):
 
 
 def test_region_detected_through_track_replaces_a_wrong_setting(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr("cio_mavera.customerio.track.detect_region", lambda settings: "eu")
+    monkeypatch.setattr("cio_mavera.customerio.region.detect_region", lambda settings: "eu")
     conn = connect("customerio", settings=Settings(data_dir=tmp_path, region="us", **LIVE))
     assert conn.settings.region == "eu"
     assert conn.settings.app_url == "https://api-eu.customer.io"
@@ -28,7 +28,7 @@ def test_failed_region_lookup_keeps_the_configured_region(tmp_path, monkeypatch)
     def refuse(settings):
         raise AuthError("Track key rejected", service="customerio-track", status=401)
 
-    monkeypatch.setattr("cio_mavera.customerio.track.detect_region", refuse)
+    monkeypatch.setattr("cio_mavera.customerio.region.detect_region", refuse)
     conn = connect("customerio", settings=Settings(data_dir=tmp_path, region="eu", **LIVE))
     assert conn.settings.region == "eu"
 
@@ -37,7 +37,7 @@ def test_region_is_not_looked_up_when_hosts_are_overridden(tmp_path, monkeypatch
     def fail(settings):
         raise AssertionError("no lookup expected")
 
-    monkeypatch.setattr("cio_mavera.customerio.track.detect_region", fail)
+    monkeypatch.setattr("cio_mavera.customerio.region.detect_region", fail)
     settings = Settings(data_dir=tmp_path, app_url_override="http://127.0.0.1:9/app", **LIVE)
     assert connect("customerio", settings=settings).settings.region == "us"
 

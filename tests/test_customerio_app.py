@@ -16,7 +16,7 @@ from conftest import settings_for
 from cio_mavera.connect import Connection
 from cio_mavera.customerio.app import AppClient, MetricSeries
 from cio_mavera.customerio.paging import inclusive_windows
-from cio_mavera.customerio.track import detect_region
+from cio_mavera.customerio.region import detect_region
 from cio_mavera.errors import AuthError, ConfigError, InvalidParameter, NotFound
 from cio_mavera.http import RetryPolicy
 from cio_mavera.ratelimit import NoLimit

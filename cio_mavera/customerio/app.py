@@ -21,15 +21,14 @@ import httpx
 import pandas as pd
 
 from ..connect import Connection, live_workspace
-from ..errors import ApiError, InvalidParameter
+from ..errors import ApiError, ConfigError, InvalidParameter
 from ..http import HttpClient, RequestStats, RetryPolicy
 from ..ratelimit import RateLimiter, shared_limiter
 from ..settings import Settings
 from .errors import APP_SERVICE, app_error
 from .paging import cursor_pages, inclusive_windows
-from .track import detect_region
 
-__all__ = ["AppClient", "MetricSeries", "detect_region", "MATCH_ALL", "normalize_res"]
+__all__ = ["AppClient", "MetricSeries", "MATCH_ALL", "normalize_res"]
 
 log = logging.getLogger("cio_mavera.customerio")
 
@@ -190,19 +189,14 @@ class AppClient:
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout_s: float = 30.0,
-        auto_region: bool = False,
     ) -> None:
         if isinstance(source, Connection):
             settings, workspace = source.settings, source.workspace
         else:
             settings, workspace = source, live_workspace(source)
         if not settings.app_key:
-            from ..errors import ConfigError
-
             raise ConfigError("CIO_APP_KEY is not set; put your App API key in .env "
                               "(see .env.example) or use CIO_MAVERA_MODE=sandbox")
-        if auto_region and settings.has("track") and not settings.app_url_override:
-            settings = settings.with_overrides(region=detect_region(settings))
         self.settings = settings
         self.workspace = workspace
         self.max_workers = max_workers or max(1, min(32, int(settings.app_rps)))

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from ..connect import Connection
-from ..errors import ApiError, ConfigError, InvalidParameter
-from ..http import HttpClient, RequestStats, RetryPolicy
+from ..errors import InvalidParameter
+from ..http import RequestStats, RetryPolicy
 from ..ratelimit import RateLimiter, SlidingWindowLimiter
 from ..settings import Settings
-from .errors import TRACK_SERVICE, track_error
+from .region import track_http
 
 # Reference §2.5: a /api/v2/batch request may hold 500 KB, each item 32 KB. Whether "KB" means
 # 1000 or 1024 bytes is UNVERIFIED, so the smaller reading is the default (splitting a little
@@ -114,8 +114,8 @@ class TrackClient:
                  timeout_s: float = 30.0) -> None:
         settings = source.settings if isinstance(source, Connection) else source
         self.settings = settings
-        self.http = _track_http(settings, limiter=limiter or SlidingWindowLimiter(TRACK_RPS, 1.0),
-                                retry=retry, transport=transport, timeout_s=timeout_s)
+        self.http = track_http(settings, limiter=limiter or SlidingWindowLimiter(TRACK_RPS, 1.0),
+                               retry=retry, transport=transport, timeout_s=timeout_s)
 
     @property
     def stats(self) -> RequestStats:
@@ -198,28 +198,3 @@ def _batch_failures(response: httpx.Response, group: list[int]) -> list[BatchFai
                         if isinstance(e, dict)) or response.text[:200]
     return [BatchFailure(i, "request_rejected", None, f"{response.status_code}: {message}")
             for i in group]
-
-
-def _track_http(settings: Settings, *, limiter: RateLimiter | None = None,
-                retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None,
-                timeout_s: float = 30.0) -> HttpClient:
-    if not (settings.site_id and settings.api_key):
-        raise ConfigError("CIO_SITE_ID and CIO_API_KEY (Track API credentials) are not set; "
-                          "put them in .env (see .env.example) or use CIO_MAVERA_MODE=sandbox")
-    return HttpClient(service=TRACK_SERVICE, base_url=settings.track_url,
-                      auth=(settings.site_id, settings.api_key.reveal()),
-                      headers={"Accept": "application/json"}, secrets=settings.secrets(),
-                      limiter=limiter, retry=retry, timeout_s=timeout_s,
-                      error_factory=track_error, transport=transport)
-
-
-def detect_region(settings: Settings, *, transport: httpx.BaseTransport | None = None
-                  ) -> Literal["us", "eu"]:
-    """The workspace's region, asked of Track's `GET /api/v1/accounts/region` (needs Track keys)."""
-    with _track_http(settings, transport=transport) as http:
-        body = http.get_json("/api/v1/accounts/region")
-    region = str(body.get("region", "")).lower()
-    if region not in ("us", "eu"):
-        raise ApiError(f"Customer.io region lookup returned no usable region: {str(body)[:120]}",
-                       service=TRACK_SERVICE)
-    return region  # type: ignore[return-value]

@@ -29,7 +29,7 @@ import httpx  # noqa: E402
 from redis_server import RedisServer, redis_available  # noqa: E402
 
 from cio_mavera.customerio.webhooks import signed_headers  # noqa: E402
-from cio_mavera.receiver.queue import open_queue  # noqa: E402
+from cio_mavera.receiver.queues import open_queue  # noqa: E402
 from cio_mavera.sandbox.webhooks import webhook_stream  # noqa: E402
 
 SECRET = "bench-secret"

@@ -12,9 +12,14 @@ import redis
 from redis_server import MISSING_REASON, RedisServer, redis_available
 
 from cio_mavera.errors import ConfigError
-from cio_mavera.receiver.queue import WebhookQueue, default_queue_path, open_queue
-from cio_mavera.receiver.redis_queue import RedisQueue
-from cio_mavera.receiver.sqlite_queue import SqliteQueue
+from cio_mavera.receiver.queues import (
+    QueueUnavailable,
+    RedisQueue,
+    SqliteQueue,
+    WebhookQueue,
+    default_queue_path,
+    open_queue,
+)
 
 VISIBILITY_S = 0.3
 
@@ -167,8 +172,6 @@ def test_redis_consumer_group_is_shared_by_two_queue_handles(redis_server):
 
 @pytest.mark.redis
 def test_redis_queue_unreachable_raises_actionable_error():
-    from cio_mavera.receiver.queue import QueueUnavailable
-
     with pytest.raises(QueueUnavailable, match="cannot reach"):
         RedisQueue("redis://:hunter2@127.0.0.1:1/0")
     try:

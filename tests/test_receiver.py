@@ -20,8 +20,7 @@ from cio_mavera.commands.webhooks import receiver_secret
 from cio_mavera.customerio.webhooks import SANDBOX_WEBHOOK_SECRET, sign, signed_headers
 from cio_mavera.errors import ConfigError
 from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
-from cio_mavera.receiver.queue import QueueUnavailable
-from cio_mavera.receiver.sqlite_queue import SqliteQueue
+from cio_mavera.receiver.queues import QueueUnavailable, SqliteQueue
 from cio_mavera.sandbox.webhooks import replay_async
 from cio_mavera.settings import Secret, Settings
 
@@ -342,7 +341,7 @@ def test_two_receivers_sharing_redis_store_each_event_once():
     from redis_server import MISSING_REASON, RedisServer, redis_available
 
     from cio_mavera.jobs.retention.pipeline import ReceiverThread
-    from cio_mavera.receiver.redis_queue import RedisQueue
+    from cio_mavera.receiver.queues import RedisQueue
     from cio_mavera.sandbox.webhooks import replay
 
     if not redis_available():

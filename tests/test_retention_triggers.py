@@ -19,7 +19,7 @@ from cio_mavera.jobs.retention import triggers as rt
 from cio_mavera.jobs.retention.research import CooldownStore, research_prompt, research_triggers
 from cio_mavera.mavera.models import MaveResult
 from cio_mavera.pii import contains_pii
-from cio_mavera.receiver.queue import QueuedEvent
+from cio_mavera.receiver.queues import QueuedEvent
 from cio_mavera.receiver.worker import EventLog, read_event_log
 from cio_mavera.sandbox.webhooks import generate_events
 from cio_mavera.sandbox.workspace import customer_attribute_strings, generate_workspace

@@ -12,7 +12,7 @@ from cio_mavera.customerio.webhooks import parse_event
 from cio_mavera.errors import InvalidParameter
 from cio_mavera.jobs.retention.pipeline import ReceiverThread
 from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
-from cio_mavera.receiver.sqlite_queue import SqliteQueue
+from cio_mavera.receiver.queues import SqliteQueue
 from cio_mavera.sandbox.webhooks import generate_events, replay, webhook_stream
 from cio_mavera.sandbox.workspace import generate_workspace
 

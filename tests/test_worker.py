@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cio_mavera.receiver.sqlite_queue import SqliteQueue
+from cio_mavera.receiver.queues import SqliteQueue
 from cio_mavera.receiver.worker import EventLog, drain_once, read_event_log
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -67,7 +67,7 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..receiver.app import WEBHOOK_PATH, create_app
-    from ..receiver.queue import open_queue
+    from ..receiver.queues import open_queue
 
     settings = load_settings()
     secret = receiver_secret(settings, args.insecure_skip_verify)
@@ -92,7 +92,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def work_command(args: argparse.Namespace) -> int:
     """Drain the queue into the event log (forever, or once with --once)."""
-    from ..receiver.queue import open_queue
+    from ..receiver.queues import open_queue
     from ..receiver.worker import default_consumer, run_worker
 
     settings = load_settings()

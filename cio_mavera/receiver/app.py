@@ -23,7 +23,7 @@ from ..customerio.webhooks import MalformedWebhook, parse_event, parse_timestamp
 from ..errors import ConfigError
 from ..settings import Secret
 from .metrics import CONTENT_TYPE, ReceiverMetrics
-from .queue import QueueUnavailable, WebhookQueue
+from .queues import QueueUnavailable, WebhookQueue
 
 log = logging.getLogger("cio_mavera.receiver")
 

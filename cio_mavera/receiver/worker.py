@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..customerio.webhooks import MalformedWebhook, parse_event
-from .queue import QueuedEvent, WebhookQueue
+from .queues import QueuedEvent, WebhookQueue
 
 log = logging.getLogger("cio_mavera.worker")
 

@@ -78,7 +78,7 @@ def run_sandbox_pipeline(conn: Connection, events: int = 4000, seed: int | None 
     """Receiver + signed replay of `events` requests + worker drain into a fresh sandbox event log."""
     from cio_mavera.customerio.webhooks import SANDBOX_WEBHOOK_SECRET
     from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
-    from cio_mavera.receiver.queue import open_queue
+    from cio_mavera.receiver.queues import open_queue
     from cio_mavera.receiver.worker import drain_once
     from cio_mavera.sandbox.webhooks import replay, webhook_stream
 

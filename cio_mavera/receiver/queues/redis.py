@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import redis.asyncio as aioredis
 
-from .queue import DEFAULT_DEDUP_TTL_S, DEFAULT_VISIBILITY_TIMEOUT_S, QueuedEvent, QueueUnavailable
+from .base import DEFAULT_DEDUP_TTL_S, DEFAULT_VISIBILITY_TIMEOUT_S, QueuedEvent, QueueUnavailable
 
 _ENQUEUE_LUA = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .queue import DEFAULT_DEDUP_TTL_S, DEFAULT_VISIBILITY_TIMEOUT_S, QueuedEvent, QueueUnavailable
+from .base import DEFAULT_DEDUP_TTL_S, DEFAULT_VISIBILITY_TIMEOUT_S, QueuedEvent, QueueUnavailable
 
 MAX_BATCH = 512
 _STOP = object()

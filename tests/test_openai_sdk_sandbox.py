@@ -6,8 +6,8 @@ import openai
 import pydantic
 import pytest
 
-from cio_mavera.sandbox.mavera_personas import BASE_PERSONAS
-from cio_mavera.sandbox.mavera_text import SANDBOX_MARK
+from cio_mavera.sandbox.mavera.base_personas import BASE_PERSONAS
+from cio_mavera.sandbox.mavera.text import SANDBOX_MARK
 from cio_mavera.sandbox.server import SandboxServer
 
 MODEL = "mavera-1"

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from cio_mavera.sandbox import customerio_api
-from cio_mavera.sandbox.customerio_metrics import bucket_starts
-from cio_mavera.sandbox.customerio_state import AppRateWindow
+from cio_mavera.sandbox.customerio import campaigns
+from cio_mavera.sandbox.customerio.metrics import bucket_starts
+from cio_mavera.sandbox.customerio.state import AppRateWindow
 from cio_mavera.sandbox.server import SandboxServer, start_sandbox
 from cio_mavera.sandbox.workspace import metric_series
 
@@ -156,7 +156,7 @@ def test_campaign_actions_are_one_page_with_string_ids_and_empty_next(api: Api) 
 def test_campaign_actions_page_at_the_fixed_size_and_end_with_empty_next(
         api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     # The catalogue has no campaign with more than 10 actions, so shrink the fixed page to see paging.
-    monkeypatch.setattr(customerio_api, "ACTIONS_PAGE", 2)
+    monkeypatch.setattr(campaigns, "ACTIONS_PAGE", 2)
     campaign = _campaign_with_actions(api, 3)
     seen, start, pages = [], "", 0
     while True:
@@ -528,7 +528,7 @@ def test_reset_clears_write_backs_and_the_rate_window(api: Api) -> None:
 
 
 def test_fast_attribute_reader_matches_the_workspace_formatting(api: Api) -> None:
-    from cio_mavera.sandbox.customerio_api import cio_data
+    from cio_mavera.sandbox.customerio.data import cio_data
     from cio_mavera.sandbox.workspace import customer_attribute_strings
 
     ws = api.server.state.workspace

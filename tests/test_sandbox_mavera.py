@@ -10,13 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from cio_mavera.sandbox.mavera_api import (
-    FOCUS_GROUP_MAX_CONCURRENT,
-    MAVE_COST_RANGES,
-    MAVE_MAX_CONCURRENT,
-    PERSONA_CREATE_CREDITS,
-)
-from cio_mavera.sandbox.mavera_text import SANDBOX_MARK
+from cio_mavera.sandbox.mavera.focus_groups import FOCUS_GROUP_MAX_CONCURRENT
+from cio_mavera.sandbox.mavera.mave import MAVE_COST_RANGES, MAVE_MAX_CONCURRENT
+from cio_mavera.sandbox.mavera.personas import PERSONA_CREATE_CREDITS
+from cio_mavera.sandbox.mavera.text import SANDBOX_MARK
 from cio_mavera.sandbox.server import SandboxServer
 
 MODEL = "mavera-1"

@@ -1,8 +1,4 @@
-"""Shared state of one sandbox server: its configuration, the keys it hands out, stats and request log.
-
-The Customer.io and Mavera halves of the sandbox keep their own state in `state.cio` and
-`state.mavera` (set by their route modules); this module holds what both share.
-"""
+"""Shared state of one sandbox server: its keys, stats, request log, faults, workspace and each API's state."""
 
 from __future__ import annotations
 
@@ -14,33 +10,19 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-# Prefixes under which each API is served; the URLs handed out in /__sandbox__/env end with them.
-CIO_APP_PREFIX = "/cio/app"
-CIO_APP_EU_PREFIX = "/cio-eu/app"
-CIO_TRACK_PREFIX = "/cio/track"
-CIO_TRACK_EU_PREFIX = "/cio-eu/track"
-MAVERA_PREFIX = "/mavera/api/v1"
-ADMIN_PREFIX = "/__sandbox__"
+from starlette.requests import Request
 
-# Every sandbox answer says it is sandbox output: this header on every response, and the Mavera
-# half puts it in generated text as well.
-SANDBOX_HEADER = "X-Cio-Mavera-Sandbox"
-
-
-@dataclass(frozen=True)
-class SandboxConfig:
-    """Knobs of `sandbox serve` (and of the in-process sandbox)."""
-
-    seed: int = 7
-    customers: int = 5000
-    latency_ms: float = 0.0
-    app_rps: int = 10
-    fault_rate: float = 0.0  # share of API requests answered with a random 500/503
-    force_429_rate: float = 0.0  # share of App API requests answered 429 regardless of rate
-    mavera_credits: int = 1_000_000
-    mavera_rpm: int = 600  # the sandbox key's tier; clients default to the Starter tier (60)
-    region: str = "us"
-    request_log_size: int = 2000
+from .config import (
+    CIO_APP_EU_PREFIX,
+    CIO_APP_PREFIX,
+    CIO_TRACK_EU_PREFIX,
+    CIO_TRACK_PREFIX,
+    MAVERA_PREFIX,
+    SandboxConfig,
+)
+from .customerio.state import CioState
+from .mavera.state import MaveraState
+from .workspace import Workspace, generate_workspace
 
 
 def _key(seed: int, label: str, length: int = 32) -> str:
@@ -121,27 +103,24 @@ class SandboxState:
         self.request_log: deque[dict[str, Any]] = deque(maxlen=self.config.request_log_size)
         self.faults: list[Fault] = []
         self.lock = threading.RLock()
-        self._workspace = None
-        # The two halves attach their own state objects here.
-        self.cio: Any = None
-        self.mavera: Any = None
+        self._workspace: Workspace | None = None
+        self.cio = CioState(self.config.app_rps, seed)
+        self.mavera = MaveraState(self.config)
 
     @property
-    def workspace(self):
+    def workspace(self) -> Workspace:
         """The synthetic workspace, generated on first use (1M customers take a few seconds)."""
         with self.lock:
             if self._workspace is None:
-                from .workspace import generate_workspace
-
                 self._workspace = generate_workspace(self.config.seed, self.config.customers)
             return self._workspace
 
     def env(self, base_url: str) -> dict[str, str]:
         """The environment a client needs to talk to this sandbox at `base_url`."""
-        region_prefix = "/cio-eu" if self.config.region == "eu" else "/cio"
+        eu = self.config.region == "eu"
         return {
-            "CIO_APP_URL": f"{base_url}{region_prefix}/app",
-            "CIO_TRACK_URL": f"{base_url}{region_prefix}/track",
+            "CIO_APP_URL": f"{base_url}{CIO_APP_EU_PREFIX if eu else CIO_APP_PREFIX}",
+            "CIO_TRACK_URL": f"{base_url}{CIO_TRACK_EU_PREFIX if eu else CIO_TRACK_PREFIX}",
             "MAVERA_BASE_URL": f"{base_url}{MAVERA_PREFIX}",
             **self.keys,
         }
@@ -175,6 +154,10 @@ class SandboxState:
             self.stats = SandboxStats()
             self.request_log.clear()
             self.faults.clear()
-            for half in (self.cio, self.mavera):
-                if half is not None and hasattr(half, "reset"):
-                    half.reset()
+            self.cio.reset()
+            self.mavera.reset()
+
+
+def sandbox_of(request: Request) -> SandboxState:
+    """The sandbox serving `request` (each of its apps keeps it in `app.state.sandbox`)."""
+    return request.app.state.sandbox

@@ -1,5 +1,7 @@
 """Metric series in the App API's shapes: v2 (`res/start/end/tz`) and deprecated v1 (`period/steps`).
 
+`metrics_answer` is the answer of every metrics route (campaigns, actions, broadcasts, newsletters).
+
 The workspace stores one count per series per calendar day. The sandbox reads a day's total as
 the total of that *local* day in whatever time zone is asked for, so totals are conserved in
 every zone; hourly buckets spread a day's total over its real hours (23 or 25 on DST days) with a
@@ -9,10 +11,15 @@ fixed diurnal profile and largest-remainder rounding, so hours always add up to 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from .responses import AppError, app_json
 
 # v2 series names, as the Sept-2026 spec lists them (customerio-api.md §3.1).
 V2_SERIES: tuple[str, ...] = (
@@ -214,3 +221,14 @@ def v1_response(daily: DailySource, params: dict[str, str], now: int) -> dict:
         first = int(_local_midnight(_add_months(current.date(), -(steps - 1)), tz).timestamp())
     starts = bucket_starts(period, first, now, tz)
     return {"metric": {"series": bucket_series(daily, period, starts, V1_SERIES)}}
+
+
+def metrics_answer(request: Request, daily: DailySource) -> JSONResponse:
+    """The metrics body for this request's query: v2 with `version=2`, else v1 (400 on bad params)."""
+    params = dict(request.query_params)
+    try:
+        if params.get("version") == "2":
+            return app_json(v2_response(daily, params))
+        return app_json(v1_response(daily, params, int(time.time())))
+    except MetricsParamError as exc:
+        raise AppError(400, str(exc)) from exc

@@ -9,9 +9,11 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from .mavera_errors import invalid, missing
-from .mavera_personas import Persona
-from .mavera_text import SANDBOX_MARK, affinity, chat_reply, reason, scale_score
+from .base_personas import Persona
+from .errors import invalid, missing
+from .prose import chat_reply
+from .scoring import affinity, reason, scale_score
+from .text import SANDBOX_MARK
 
 # Focus-group wire shapes are NOT FOUND in the docs (§7); these names follow the reference's
 # emulator suggestion. Status casing: lowercase, advancing one step per GET.

@@ -2,7 +2,7 @@
 
 Public fields follow mavera-api.md §5.1 (`id, object, name, category, description, is_custom,
 is_expert, created_at`). `traits` are sandbox-only weights on message features (see
-`mavera_text.message_features`): they decide how a persona scores a text, so personas disagree.
+`scoring.message_features`): they decide how a persona scores a text, so personas disagree.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 # Base personas are global and predate every workspace; one fixed unix timestamp (§5.1 example).
 BASE_CREATED_AT = 1706140800
 
-# Trait names are the message features of mavera_text.message_features.
+# Trait names are the message features of scoring.message_features.
 TRAITS: tuple[str, ...] = ("price", "urgency", "brevity", "data", "social_proof", "curiosity",
                            "hype", "personal", "tech", "trust")
 

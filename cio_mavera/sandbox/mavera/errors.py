@@ -1,8 +1,9 @@
-"""Errors of the Mavera sandbox in the documented envelope (mavera-api.md §1.2)."""
+"""Errors of the Mavera sandbox and the handler that renders them in the documented envelope (§1.2)."""
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 # Error `type` per status. Only 400/401/429 types are documented (§1.2); the rest are NOT FOUND,
 # so clients must branch on status + code, never on type.
@@ -12,7 +13,7 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "
 
 
 class MaveraHTTPError(Exception):
-    """An error answer in the documented envelope."""
+    """An error answer: status, code, message and the offending parameter, raised by route handlers."""
 
     def __init__(self, status: int, code: str, message: str, param: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -20,10 +21,17 @@ class MaveraHTTPError(Exception):
         self.status, self.code, self.message, self.param = status, code, message, param
         self.headers = headers or {}
 
-    def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": ERROR_TYPES.get(self.status, "api_error"),
-                          "code": self.code, "param": self.param}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+def error_response(exc: MaveraHTTPError) -> JSONResponse:
+    """`exc` as `{"error": {"message", "type", "code", "param"}}` with its status and headers."""
+    body = {"error": {"message": exc.message, "type": ERROR_TYPES.get(exc.status, "api_error"),
+                      "code": exc.code, "param": exc.param}}
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+async def handle_error(request: Request, exc: MaveraHTTPError) -> Response:
+    """The Mavera app's exception handler for MaveraHTTPError."""
+    return error_response(exc)
 
 
 def missing(param: str) -> MaveraHTTPError:

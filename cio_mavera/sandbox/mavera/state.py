@@ -1,5 +1,4 @@
-"""Mutable state of the Mavera sandbox: credit balance, rate windows, custom personas, threads,
-generations and focus groups. Attached to `SandboxState.mavera`; `reset()` restores a fresh account."""
+"""The Mavera sandbox's account: credits, rate window, custom personas, threads, generations, focus groups."""
 
 from __future__ import annotations
 
@@ -11,8 +10,8 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .mavera_personas import BASE_BY_ID, BASE_PERSONAS, Persona
-from .state import SandboxConfig
+from ..config import SandboxConfig
+from .base_personas import BASE_BY_ID, BASE_PERSONAS, Persona
 
 RATE_WINDOW_S = 60.0  # sliding window of mavera-api.md §1.4
 
@@ -110,7 +109,10 @@ class FocusGroup:
 
 
 class MaveraState:
-    """The sandbox's Mavera account: one key, a credit balance and the resources it created."""
+    """The sandbox's Mavera account: one key, a credit balance and the resources it created.
+
+    `SandboxState.mavera` holds one; `reset()` restores a fresh account.
+    """
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
@@ -142,6 +144,20 @@ class MaveraState:
             self._counter += 1
             seed = f"{self.config.seed}:{prefix}:{self._counter}"
         return prefix + hashlib.sha256(seed.encode()).hexdigest()[:length]
+
+    def count_request(self, endpoint: str, status: int) -> None:
+        """Count one answered request (and its error, if it was one) for GET /usage."""
+        with self.lock:
+            usage = self.usage[endpoint]
+            usage.requests += 1
+            if status >= 400:
+                usage.errors += 1
+
+    def add_tokens(self, endpoint: str, prompt: int, completion: int) -> None:
+        """Count the tokens of one answered call for GET /usage."""
+        with self.lock:
+            self.usage[endpoint].prompt_tokens += prompt
+            self.usage[endpoint].completion_tokens += completion
 
     def can_afford(self, credits: int) -> bool:
         with self.lock:

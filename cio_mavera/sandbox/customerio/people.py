@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .workspace import Workspace
+from ..workspace import Workspace
 
 ID_TYPES = ("id", "email", "cio_id", "phone")
 _FILTER_CACHE_SIZE = 8

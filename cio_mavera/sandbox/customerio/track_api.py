@@ -1,0 +1,80 @@
+"""The Customer.io Track API of the sandbox as a Starlette app: its routes, Basic auth and errors.
+
+Mounted at `/cio/track` and `/cio-eu/track`, with Basic `site_id:api_key`. A US workspace is
+refused on the EU host; an EU workspace is accepted on the US host, standing in for the real
+service's redirect to the EU host. The region lookup answers on either host.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..state import SandboxState
+from . import track_v1, track_v2
+from .responses import (
+    TrackV1Error,
+    TrackV2Error,
+    handle_track_v1_error,
+    handle_track_v2_error,
+    track_v1_error_response,
+    track_v2_error_response,
+)
+
+
+class TrackGuard:
+    """Before any Track route answers: Basic auth and the host's region, or a 401 in the
+    envelope of the API version the path belongs to."""
+
+    def __init__(self, app: ASGIApp, state: SandboxState, region: str) -> None:
+        self.app = app
+        self.state = state
+        self.region = region
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"].removeprefix(scope.get("root_path", ""))
+        host_region = "us" if path == track_v1.REGION_PATH else self.region
+        if self._authorized(Headers(scope=scope), host_region):
+            await self.app(scope, receive, send)
+        elif path.startswith("/api/v2/"):
+            await track_v2_error_response(
+                TrackV2Error(401, "unauthorized", "", "Unauthorized request"))(scope, receive, send)
+        else:
+            await track_v1_error_response(TrackV1Error(401, "Unauthorized request"))(scope, receive, send)
+
+    def _authorized(self, headers: Headers, host_region: str) -> bool:
+        header = headers.get("authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            decoded = base64.b64decode(header[6:].encode(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        keys = self.state.keys
+        if not secrets.compare_digest(decoded, f"{keys['CIO_SITE_ID']}:{keys['CIO_API_KEY']}".encode()):
+            return False
+        # A US account sending to the EU host fails; EU traffic to the US host is redirected.
+        return not (host_region == "eu" and self.state.config.region == "us")
+
+
+ROUTES: list[BaseRoute] = [*track_v1.routes, *track_v2.routes]
+
+
+def track_api(state: SandboxState, region: str) -> Starlette:
+    """The Track API app for `state`, to mount at the prefix of `region`."""
+    app = Starlette(routes=ROUTES,
+                    middleware=[Middleware(TrackGuard, state=state, region=region)],
+                    exception_handlers={TrackV1Error: handle_track_v1_error,
+                                        TrackV2Error: handle_track_v2_error})
+    app.state.sandbox = state
+    return app

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
+from .commands import demo, pull, run, sandbox, webhooks
 from .errors import CioMaveraError
 
-# Each module registers its own sub-commands; a module that is not there yet is skipped.
-COMMAND_MODULES = ("demo", "run", "pull", "sandbox", "webhooks")
+# Each module registers its own sub-commands, listed in this order by --help.
+COMMAND_MODULES = (demo, run, pull, sandbox, webhooks)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,13 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests and retries")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"cio_mavera.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"cio_mavera.commands.{name}":
-                raise
-            continue
+    for module in COMMAND_MODULES:
         module.register(subparsers)
     return parser
 

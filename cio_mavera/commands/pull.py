@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
+from tqdm import tqdm
 
 from .. import datasets
 from ..connect import connect
@@ -46,8 +47,6 @@ def progress_bar(label: str, unit: str) -> Iterator[Callable[[int, int | None], 
     if not _progress_enabled():
         yield None
         return
-    from tqdm import tqdm
-
     bar = tqdm(desc=label, unit=unit, unit_scale=True, leave=False, file=sys.stderr)
 
     def update(done: int, total: int | None) -> None:

@@ -8,11 +8,14 @@ import sys
 import threading
 from typing import Any
 
+from ..errors import ConfigError, InvalidParameter
+from .sandbox_replay import register_replay
+
 DEFAULT_PORT = 8765
 
 
 def register(subparsers: Any) -> None:
-    """Add the `sandbox` command with its `serve` (and, when available, `replay-webhooks`) actions."""
+    """Add the `sandbox` command with its `serve` and `replay-webhooks` actions."""
     parser = subparsers.add_parser(
         "sandbox", help="run the local stand-in for Customer.io and Mavera",
         description="A real HTTP server on loopback that answers like Customer.io (App and Track "
@@ -41,18 +44,10 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--credits", type=int, default=None,
                        help="Mavera credits the sandbox key starts with (default 1,000,000)")
     serve.set_defaults(handler=serve_command)
-    try:
-        from .sandbox_replay import register_replay
-    except ModuleNotFoundError as exc:
-        if exc.name != "cio_mavera.commands.sandbox_replay":
-            raise
-    else:
-        register_replay(actions)
+    register_replay(actions)
 
 
 def _check(args: argparse.Namespace) -> None:
-    from ..errors import InvalidParameter
-
     if not 1 <= args.customers <= 1_000_000:
         raise InvalidParameter(f"--customers must be between 1 and 1,000,000, got {args.customers}")
     if args.app_rps < 1:
@@ -68,8 +63,9 @@ def _check(args: argparse.Namespace) -> None:
 def serve_command(args: argparse.Namespace) -> int:
     """Start the sandbox, print its environment as shell exports, and serve until interrupted."""
     _check(args)
+    from ..sandbox.config import SandboxConfig
     from ..sandbox.server import SandboxServer
-    from ..sandbox.state import SandboxConfig, SandboxState
+    from ..sandbox.state import SandboxState
 
     knobs: dict[str, Any] = dict(seed=args.seed, customers=args.customers, latency_ms=args.latency_ms,
                                  app_rps=args.app_rps, fault_rate=args.fault_rate,
@@ -83,8 +79,6 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         server = SandboxServer(state, host=args.host, port=args.port).start()
     except OSError as exc:
-        from ..errors import ConfigError
-
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
                           "pick another --port or 0 for any free one") from exc
     public_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
@@ -107,8 +101,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def _warm(state: Any) -> None:
     """Build the workspace and the Customer.io half's derived data before the first request."""
-    from ..sandbox.customerio_api import cio_data
-    from ..sandbox.customerio_state import CioState
+    from ..sandbox.customerio.data import cio_data
+    from ..sandbox.customerio.state import CioState
 
     state.workspace  # noqa: B018 - generating it is the point
     if state.cio is None:

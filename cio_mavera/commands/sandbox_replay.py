@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from ..customerio.webhooks import SANDBOX_WEBHOOK_SECRET
+from ..customerio.webhooks import SANDBOX_WEBHOOK_SECRET, webhook_secret_for
+from ..sandbox.webhooks import replay, webhook_stream
 from ..settings import load_settings
 
 
@@ -32,13 +33,8 @@ def register_replay(sandbox_subparsers: argparse._SubParsersAction) -> None:
 
 def replay_command(args: argparse.Namespace) -> int:
     """Generate the stream, send it, print the summary; exit 1 when any request failed."""
-    from ..sandbox.webhooks import replay, webhook_stream
-
     settings = load_settings()
-    secret = settings.webhook_secret
-    if secret is None:
-        settings.resolve_mode("webhooks")  # CIO_MAVERA_MODE=live without the key is a ConfigError
-        secret = SANDBOX_WEBHOOK_SECRET
+    secret = webhook_secret_for(settings)
     seed = settings.sandbox_seed if args.seed is None else args.seed
     customers = settings.sandbox_customers if args.customers is None else args.customers
     events = webhook_stream(seed=seed, customers=customers, n_events=args.events)

@@ -6,8 +6,15 @@ import argparse
 import logging
 import sys
 
-from ..customerio.webhooks import SANDBOX_WEBHOOK_SECRET
+import uvicorn
+
+from ..connect import connect
+from ..customerio.webhooks import SANDBOX_WEBHOOK_SECRET, webhook_secret_for
 from ..errors import ConfigError
+from ..jobs.retention.watch import ResearchLoop
+from ..receiver.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE_S, WEBHOOK_PATH, create_app
+from ..receiver.queues import open_queue
+from ..receiver.worker import default_consumer, run_worker
 from ..settings import Secret, Settings, load_settings
 
 log = logging.getLogger("cio_mavera.receiver")
@@ -15,8 +22,6 @@ log = logging.getLogger("cio_mavera.receiver")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `webhooks serve` and `webhooks work` to the CLI."""
-    from ..receiver.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE_S
-
     parser = subparsers.add_parser("webhooks", help="receive Customer.io reporting webhooks and process them")
     sub = parser.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND", required=True)
 
@@ -54,21 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def receiver_secret(settings: Settings, insecure_skip_verify: bool) -> Secret | None:
     """The key to verify with: required in live mode, the public sandbox key in sandbox mode."""
-    if insecure_skip_verify:
-        return None
-    mode = settings.resolve_mode("webhooks")  # raises ConfigError for CIO_MAVERA_MODE=live without a key
-    if mode == "live":
-        return settings.webhook_secret
-    return settings.webhook_secret or Secret(SANDBOX_WEBHOOK_SECRET)
+    return None if insecure_skip_verify else webhook_secret_for(settings)
 
 
 def serve_command(args: argparse.Namespace) -> int:
     """Run the receiver under uvicorn until interrupted."""
-    import uvicorn
-
-    from ..receiver.app import WEBHOOK_PATH, create_app
-    from ..receiver.queues import open_queue
-
     settings = load_settings()
     secret = receiver_secret(settings, args.insecure_skip_verify)
     if args.insecure_skip_verify:
@@ -92,9 +87,6 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def work_command(args: argparse.Namespace) -> int:
     """Drain the queue into the event log (forever, or once with --once)."""
-    from ..receiver.queues import open_queue
-    from ..receiver.worker import default_consumer, run_worker
-
     settings = load_settings()
     if args.batch < 1:
         raise ConfigError("--batch must be at least 1")
@@ -113,7 +105,7 @@ def work_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _research_loop(args: argparse.Namespace, settings: Settings):  # -> ResearchLoop | None
+def _research_loop(args: argparse.Namespace, settings: Settings) -> ResearchLoop | None:
     """The trigger/research hook for the worker, or None when research is off."""
     enabled = args.research
     if enabled is None:
@@ -122,9 +114,6 @@ def _research_loop(args: argparse.Namespace, settings: Settings):  # -> Research
         return None
     if args.max_credits < 0 or args.research_interval < 0 or args.cooldown_hours < 0:
         raise ConfigError("--max-credits, --research-interval and --cooldown-hours must be >= 0")
-    from ..connect import connect
-    from ..jobs.retention.watch import ResearchLoop
-
     conn = connect("customerio", "mavera", settings=settings)
     print(f"research on: triggers every {args.research_interval:g} s at most, budget {args.max_credits} credits, "
           f"cooldown {args.cooldown_hours:g} h ({conn.describe()})", file=sys.stderr)

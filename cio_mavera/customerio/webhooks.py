@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CioMaveraError
+from ..settings import Secret, Settings
 
 SIGNATURE_VERSION = "v0"
 TIMESTAMP_HEADER = "X-CIO-Timestamp"
@@ -57,6 +58,17 @@ _SUBSCRIPTION_METRICS = KNOWN_METRICS["customer"]
 
 class MalformedWebhook(CioMaveraError, ValueError):
     """The body is not a reporting-webhook envelope (bad JSON or a required field missing)."""
+
+
+def webhook_secret_for(settings: Settings) -> Secret:
+    """The signing key: CIO_WEBHOOK_SECRET, else the public sandbox key when the mode is sandbox.
+
+    Raises ConfigError when CIO_MAVERA_MODE=live and CIO_WEBHOOK_SECRET is not set.
+    """
+    if settings.webhook_secret:
+        return settings.webhook_secret
+    settings.resolve_mode("webhooks")  # live without the key raises; otherwise the mode is sandbox
+    return Secret(SANDBOX_WEBHOOK_SECRET)
 
 
 def _key(secret: str | bytes) -> bytes:

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import CacheError
+from .files import atomic_path, atomic_write
 
 log = logging.getLogger("cio_mavera.cache")
 
@@ -49,20 +49,6 @@ def entry_key(parameters: dict[str, Any]) -> str:
     """A short stable name for a parameter set (its hash; the manifest keeps the full values)."""
     text = json.dumps(parameters, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _sha256(path: Path) -> str:
@@ -121,7 +107,7 @@ class CacheEntry:
     def _write_manifest(self) -> None:
         assert self._manifest is not None
         data = json.dumps(self._manifest, indent=1, sort_keys=True).encode()
-        _atomic_write_bytes(self.manifest_path, data)
+        atomic_write(self.manifest_path, data)
 
     @staticmethod
     def _age_s(manifest: dict[str, Any]) -> float:
@@ -254,15 +240,8 @@ class CacheEntry:
             raise CacheError("CacheEntry.begin() must be called before write_part()")
         file = f"{name}.parquet"
         path = self.path / file
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{file}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             df.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
         self._manifest["parts"][name] = {"file": file, "rows": len(df), "kind": kind,
                                          "key": key, "bytes": path.stat().st_size,
                                          "sha256": _sha256(path)}

@@ -22,6 +22,7 @@ import pandas as pd
 from .cache import Cache, CacheEntry, MaxAge, pulled_at
 from .connect import Connection, connect
 from .customerio.app import BULK_IDS_MAX, AppClient, MetricSeries, _chunks, _validate_window
+from .errors import InvalidParameter
 
 __all__ = ["campaigns", "actions", "metrics", "segments", "customers", "pulled_at",
            "DEFAULT_MAX_AGE"]
@@ -213,8 +214,6 @@ def metrics(conn: Connection | None = None, start: Any = None, end: Any = None, 
     `tz`) before any request, and stored per campaign so an interrupted pull resumes.
     """
     if start is None or end is None:
-        from .errors import InvalidParameter
-
         raise InvalidParameter("metrics() needs start and end (e.g. start='2025-01-01', "
                                "end='2025-04-01')")
     lo, hi, res = _validate_window(start, end, res, tz)
@@ -448,8 +447,6 @@ def customers(conn: Connection | None = None, segment_id: int | None = None, *,
     parts. `on_part(name)` is called after each part is stored.
     """
     if part_size < 1:
-        from .errors import InvalidParameter
-
         raise InvalidParameter("part_size must be at least 1")
     started = time.monotonic()
     conn = _conn(conn)

@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nbformat
+import numpy as np
+import pandas as pd
+import papermill
+from jupyter_client.manager import AsyncKernelManager
+from nbconvert import HTMLExporter
+from traitlets import default
+
 from .errors import CioMaveraError, InvalidParameter
+from .files import atomic_write
 from .settings import PROJECT_ROOT, load_settings
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
@@ -118,8 +127,6 @@ def parse_parameter(value: str) -> Any:
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
     """The names and default values in a notebook's `parameters` cell."""
-    import nbformat  # imported here so `cio-mavera --help` stays fast
-
     nb = nbformat.read(notebook, as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
@@ -175,36 +182,21 @@ def _kernel_environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _ipc_kernel_manager() -> type:
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
+class IpcKernelManager(AsyncKernelManager):
+    """Talk to the report kernel over local IPC sockets rather than TCP on loopback.
 
-    class IpcKernelManager(AsyncKernelManager):
-        """Talk to the report kernel over local IPC sockets rather than TCP on loopback.
+    Nothing about a run's code or outputs crosses a network socket, and ipykernel stops
+    warning about unencrypted TCP on every run.
+    """
 
-        Nothing about a run's code or outputs crosses a network socket, and ipykernel stops
-        warning about unencrypted TCP on every run.
-        """
-
-        @default("transport")
-        def _default_transport(self) -> str:
-            return "ipc"
-
-    return IpcKernelManager
-
-
-def __getattr__(name: str) -> Any:
-    # Built on first use so importing reports (done by every notebook) stays light.
-    if name == "IpcKernelManager":
-        return _ipc_kernel_manager()
-    raise AttributeError(name)
+    @default("transport")
+    def _default_transport(self) -> str:
+        return "ipc"
 
 
 def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: Path | None = None,
             cell_timeout_s: int = 900, environment: Mapping[str, str] | None = None) -> RunResult:
     """Execute job `name` into a new run directory and render it; raise RunFailed on failure."""
-    import papermill
-
     job = get_job(name)
     params = check_parameters(job, parameters or {})
     reports_dir = Path(out_dir) if out_dir else REPORTS_DIR
@@ -249,7 +241,7 @@ def _write_run_record(run: RunResult, started: dt.datetime, error: str | None = 
               "finished_at": None if run.status == "running"
               else dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "error": error}
-    (run.run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str))
+    atomic_write(run.run_dir / "run.json", json.dumps(record, indent=2, default=str))
 
 
 def _stamp_results(run: RunResult) -> None:
@@ -258,7 +250,7 @@ def _stamp_results(run: RunResult) -> None:
     results.setdefault("job", run.job)
     results.setdefault("run_id", run.run_id)
     results.setdefault("parameters", run.parameters)
-    run.results.write_text(json.dumps(results, indent=2, default=_json_default))
+    atomic_write(run.results, json.dumps(results, indent=2, default=_json_default))
 
 
 # ---- called from inside notebooks -------------------------------------------------------------
@@ -270,9 +262,6 @@ def current_run() -> dict[str, str | None]:
 
 
 def _json_default(value: Any) -> Any:
-    import numpy as np
-    import pandas as pd
-
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
@@ -302,20 +291,13 @@ def write_results(results: Mapping[str, Any], parameters: Mapping[str, Any] | No
     text = json.dumps(payload, indent=2, default=_json_default, allow_nan=False)
     if not run["run_dir"]:
         return None
-    path = Path(run["run_dir"]) / "results.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(Path(run["run_dir"]) / "results.json", text)
 
 
 # ---- rendering -------------------------------------------------------------------------------
 
 def render_html(notebook_path: Path, html_path: Path) -> Path:
     """Render an executed notebook as a code-free, self-contained HTML report."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
     nb = nbformat.read(notebook_path, as_version=4)
     nb.cells = [c for c in nb.cells if not _HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", []))]
     headings = [line.lstrip("# ").strip() for c in nb.cells if c.cell_type == "markdown"
@@ -332,8 +314,7 @@ def render_html(notebook_path: Path, html_path: Path) -> Path:
                             exclude_output_prompt=True)
     exporter.log.setLevel(logging.ERROR)  # its missing-alt-text notice would print on every run
     body, _ = exporter.from_notebook_node(nb)
-    html_path.write_text(body, encoding="utf-8")
-    return html_path
+    return atomic_write(html_path, body)
 
 
 def build_index(reports_dir: Path | None = None) -> Path:
@@ -366,6 +347,4 @@ def build_index(reports_dir: Path | None = None) -> Path:
         "<h1>cio-mavera reports</h1><table><tr><th>started (UTC)</th><th>job</th><th>run</th>"
         "<th>status</th><th>parameters</th><th>error</th></tr>"
         + "".join(rows) + "</table></body></html>")
-    index = reports_dir / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index
+    return atomic_write(reports_dir / "index.html", page)

@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..customerio.webhooks import MalformedWebhook, parse_event
+from ..files import atomic_path
 from .queues import QueuedEvent, WebhookQueue
 
 log = logging.getLogger("cio_mavera.worker")
@@ -48,14 +50,6 @@ SCHEMA = pa.schema([
 def default_consumer() -> str:
     """A consumer name unique to this process."""
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class EventLog:
@@ -101,12 +95,10 @@ class EventLog:
         folder = self.root / f"day={day}"
         folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = folder / f".{name}.tmp"  # dot-prefixed: parquet readers skip it if a crash leaves it
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, folder / name)
-        _fsync_dir(folder)
+        # Synced before this returns, so before the batch is acked. The temporary name is
+        # dot-prefixed: parquet readers skip it if a crash leaves it behind.
+        with atomic_path(folder / name) as tmp:
+            pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp)
 
 
 def _row(item: QueuedEvent) -> dict | None:
@@ -179,10 +171,8 @@ def run_worker(queue: WebhookQueue, event_log_dir: str | Path, *, consumer: str,
         return total
 
 
-def read_event_log(event_log_dir: str | Path):  # -> pandas.DataFrame
+def read_event_log(event_log_dir: str | Path) -> pd.DataFrame:
     """The whole event log as a DataFrame (with a `day` column from the partition)."""
-    import pandas as pd
-
     root = Path(event_log_dir)
     files = sorted(str(p) for p in root.glob("day=*/part-*.parquet"))
     if not files:

@@ -17,8 +17,11 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
+
+import redis
 
 # A little slack on the window absorbs jitter between our clock and the server's arrival times.
 DEFAULT_MARGIN_S = 0.05
@@ -37,13 +40,20 @@ class NoLimit:
 
 
 class SlidingWindowLimiter:
-    """At most `limit` acquisitions in any `window_s` seconds, within one process."""
+    """At most `limit` acquisitions in any `window_s` seconds, within one process.
 
-    def __init__(self, limit: int, window_s: float, margin_s: float = DEFAULT_MARGIN_S) -> None:
+    A send is granted at the last `clock()` reading its `acquire` makes.
+    """
+
+    def __init__(self, limit: int, window_s: float, margin_s: float = DEFAULT_MARGIN_S, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         if limit < 1 or window_s <= 0:
             raise ValueError("limit must be >= 1 and window_s > 0")
         self.limit = limit
         self.window_s = window_s + margin_s
+        self._clock = clock
+        self._sleep = sleep
         self._sent: deque[float] = deque()
         self._lock = threading.Lock()
 
@@ -51,30 +61,38 @@ class SlidingWindowLimiter:
         waited = 0.0
         while True:
             with self._lock:
-                now = time.monotonic()
+                now = self._clock()
                 while self._sent and self._sent[0] <= now - self.window_s:
                     self._sent.popleft()
                 if len(self._sent) < self.limit:
                     self._sent.append(now)
                     return waited
                 pause = self._sent[0] + self.window_s - now
-            time.sleep(pause)
+            self._sleep(pause)
             waited += pause
 
 
 class FileRateLimiter:
-    """A sliding-window limiter whose state lives in a file, shared by every process on the machine."""
+    """A sliding-window limiter whose state lives in a file, shared by every process on the machine.
+
+    `clock` must be wall-clock time (monotonic clocks are not comparable across processes); a send
+    is granted at the last reading its `acquire` makes.
+    """
 
     _RECORD = struct.Struct("<d")
 
     def __init__(self, path: Path, limit: int, window_s: float,
-                 margin_s: float = DEFAULT_MARGIN_S) -> None:
+                 margin_s: float = DEFAULT_MARGIN_S, *,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         if limit < 1 or window_s <= 0:
             raise ValueError("limit must be >= 1 and window_s > 0")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.limit = limit
         self.window_s = window_s + margin_s
+        self._clock = clock
+        self._sleep = sleep
         self._thread_lock = threading.Lock()  # flock alone would serialise threads, but more slowly
 
     def acquire(self) -> float:
@@ -84,7 +102,7 @@ class FileRateLimiter:
                 pause = self._try_take()
             if pause <= 0:
                 return waited
-            time.sleep(pause)
+            self._sleep(pause)
             waited += pause
 
     def _try_take(self) -> float:
@@ -94,8 +112,7 @@ class FileRateLimiter:
             fcntl.flock(fd, fcntl.LOCK_EX)
             raw = os.read(fd, 64 * 1024)
             size = self._RECORD.size
-            # Wall-clock time, since monotonic clocks are not comparable across processes.
-            now = time.time()
+            now = self._clock()
             sent = [t for (t,) in self._RECORD.iter_unpack(raw[: len(raw) - len(raw) % size])
                     if now - self.window_s < t <= now + 1.0]
             if len(sent) >= self.limit:
@@ -129,8 +146,6 @@ class RedisRateLimiter:
 
     def __init__(self, redis_url: str, key: str, limit: int, window_s: float,
                  margin_s: float = DEFAULT_MARGIN_S) -> None:
-        import redis  # imported lazily: only needed when CIO_MAVERA_REDIS_URL is set
-
         self._redis = redis.Redis.from_url(redis_url)
         self._take = self._redis.register_script(_REDIS_TAKE)
         self.key = f"cio-mavera:ratelimit:{key}"

@@ -9,6 +9,9 @@ import threading
 from typing import Any
 
 from ..errors import ConfigError, InvalidParameter
+from ..sandbox import SandboxConfig
+from ..sandbox.server import SandboxServer
+from ..sandbox.state import SandboxState
 from .sandbox_replay import register_replay
 
 DEFAULT_PORT = 8765
@@ -63,10 +66,6 @@ def _check(args: argparse.Namespace) -> None:
 def serve_command(args: argparse.Namespace) -> int:
     """Start the sandbox, print its environment as shell exports, and serve until interrupted."""
     _check(args)
-    from ..sandbox.config import SandboxConfig
-    from ..sandbox.server import SandboxServer
-    from ..sandbox.state import SandboxState
-
     knobs: dict[str, Any] = dict(seed=args.seed, customers=args.customers, latency_ms=args.latency_ms,
                                  app_rps=args.app_rps, fault_rate=args.fault_rate,
                                  force_429_rate=args.force_429_rate, region=args.region)
@@ -75,9 +74,8 @@ def serve_command(args: argparse.Namespace) -> int:
     state = SandboxState(SandboxConfig(**knobs))
     print(f"sandbox: generating the workspace (seed {args.seed}, {args.customers:,} customers)...",
           file=sys.stderr, flush=True)
-    _warm(state)
     try:
-        server = SandboxServer(state, host=args.host, port=args.port).start()
+        server = SandboxServer(state, host=args.host, port=args.port).start()  # builds it first
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
                           "pick another --port or 0 for any free one") from exc
@@ -97,14 +95,3 @@ def serve_command(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return 0
-
-
-def _warm(state: Any) -> None:
-    """Build the workspace and the Customer.io half's derived data before the first request."""
-    from ..sandbox.customerio.data import cio_data
-    from ..sandbox.customerio.state import CioState
-
-    state.workspace  # noqa: B018 - generating it is the point
-    if state.cio is None:
-        state.cio = CioState(state.config.app_rps, state.config.seed)
-    cio_data(state)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from zoneinfo import ZoneInfo
@@ -13,10 +16,11 @@ import httpx
 import pytest
 
 from cio_mavera.sandbox.customerio import campaigns
+from cio_mavera.sandbox.customerio.data import cio_data
 from cio_mavera.sandbox.customerio.metrics import bucket_starts
 from cio_mavera.sandbox.customerio.state import AppRateWindow
 from cio_mavera.sandbox.server import SandboxServer, start_sandbox
-from cio_mavera.sandbox.workspace import metric_series
+from cio_mavera.sandbox.workspace import customer_attribute_strings, metric_series
 
 MATCH_ALL = {"filter": {"and": [{"attribute": {"field": "cio_id", "operator": "exists"}}]}}
 
@@ -528,19 +532,12 @@ def test_reset_clears_write_backs_and_the_rate_window(api: Api) -> None:
 
 
 def test_fast_attribute_reader_matches_the_workspace_formatting(api: Api) -> None:
-    from cio_mavera.sandbox.customerio.data import cio_data
-    from cio_mavera.sandbox.workspace import customer_attribute_strings
-
     ws = api.server.state.workspace
     rows = list(range(0, 2000, 37))
     assert cio_data(api.server.state).people.attribute_strings(rows) == customer_attribute_strings(ws, rows)
 
 
 def test_sandbox_serve_prints_exports_and_serves_until_interrupted() -> None:
-    import signal
-    import subprocess
-    import sys
-
     # Only this command's parser: the full CLI also imports every other area's command module.
     program = ("import argparse, sys; from cio_mavera.commands import sandbox; "
                "parser = argparse.ArgumentParser(); sandbox.register(parser.add_subparsers()); "

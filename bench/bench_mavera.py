@@ -51,9 +51,10 @@ def score_batch(client: MaveraClient, persona_ids: list[str], calls: int, concur
     """Score `calls` distinct variations with a schema; return the seconds taken."""
 
     def score(i: int) -> int:
-        result = client.respond(f"Score this email subject line ({salt} #{i}): Spring sale, "
-                                f"{5 + i % 40}% off everything this weekend",
-                                persona_id=persona_ids[i % len(persona_ids)], schema=SCHEMA)
+        result = client.responses.create(f"Score this email subject line ({salt} #{i}): Spring "
+                                         f"sale, {5 + i % 40}% off everything this weekend",
+                                         persona_id=persona_ids[i % len(persona_ids)],
+                                         schema=SCHEMA)
         return int(result.parsed["score"])
 
     started = time.perf_counter()
@@ -78,7 +79,7 @@ def main() -> None:
     # Unconstrained baseline: a sandbox tier of 100k rpm and a client that does not limit either.
     base_server = start_sandbox(seed=101, customers=200, mavera_rpm=100_000)
     baseline = client_for(base_server, work / "base", rpm=100_000, run_id="baseline")
-    persona_ids = [p["id"] for p in baseline.list_personas()]
+    persona_ids = [p["id"] for p in baseline.personas.list()]
     score_batch(baseline, persona_ids, 32, args.concurrency, "warm-up")
     unconstrained: dict[int, float] = {}
     for size in args.sizes:

@@ -258,7 +258,7 @@ def _run_mavera_steps(connection, findings, budget, validation="responses", run_
     summary = cm.findings_summary(findings)
     with _client(connection, budget, run_id) as client:
         run = RunContext.around(client, job=cm.JOB)
-        panel = cm.choose_personas(cm.cached_listing(client, "personas"), summary)
+        panel = cm.choose_personas(client.personas.list(max_age=cm.LISTING_MAX_AGE), summary)
         strategy = cm.ask_mave_for_strategy(run, summary)
         drafts = cm.draft_variations(run, findings, strategy, 2)
         scores = cm.score_variations(run, drafts, panel, validation, poll_s=0.01)
@@ -336,16 +336,17 @@ def test_nothing_is_sent_with_a_zero_budget(connection, sandbox, data):
 
 
 class RefusesAfter:
-    """A client whose budget refuses every `respond` call after the first `allowed` ones."""
+    """A client whose budget refuses every `responses.create` call after the first `allowed` ones."""
 
     def __init__(self, client: MaveraClient, allowed: int) -> None:
         self.client, self.allowed = client, allowed
+        self.responses = self  # the scoring step calls `client.responses.create`
 
-    def respond(self, *args, **kwargs):
+    def create(self, *args, **kwargs):
         if self.allowed <= 0:
             raise BudgetExceeded("refused before sending", needed=5, remaining=0)
         self.allowed -= 1
-        return self.client.respond(*args, **kwargs)
+        return self.client.responses.create(*args, **kwargs)
 
 
 def test_a_partly_refused_panel_drops_the_variation_and_says_why(connection, data):
@@ -353,7 +354,7 @@ def test_a_partly_refused_panel_drops_the_variation_and_says_why(connection, dat
     summary = cm.findings_summary(findings)
     with _client(connection, CreditBudget(1500)) as client:
         run = RunContext.around(client, job=cm.JOB)
-        panel = cm.choose_personas(cm.cached_listing(client, "personas"), summary)
+        panel = cm.choose_personas(client.personas.list(max_age=cm.LISTING_MAX_AGE), summary)
         drafts = cm.draft_variations(run, findings, cm.ask_mave_for_strategy(run, summary), 2)
         # The control's panel and one answer for variation A fit; the rest is refused.
         refusing = RunContext.around(RefusesAfter(client, 4), job=cm.JOB)
@@ -386,12 +387,12 @@ def test_results_hold_the_flags_ranked_variations_and_credits(connection, sandbo
 
 def test_listings_are_cached_for_a_warm_rerun(connection, sandbox):
     with _client(connection, CreditBudget(10)) as client:
-        first = cm.cached_listing(client, "personas")
+        first = client.personas.list(max_age=cm.LISTING_MAX_AGE)
         before = sandbox.state.stats.as_json()["requests_total"]
-        assert cm.cached_listing(client, "personas") == first
+        assert client.personas.list(max_age=cm.LISTING_MAX_AGE) == first
         assert sandbox.state.stats.as_json()["requests_total"] == before
         client.refresh = True
-        cm.cached_listing(client, "personas")
+        client.personas.list(max_age=cm.LISTING_MAX_AGE)
         assert sandbox.state.stats.as_json()["requests_total"] > before
 
 

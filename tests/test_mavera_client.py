@@ -77,7 +77,7 @@ def make_client(connection: Connection) -> Callable[..., MaveraClient]:
 
 @pytest.fixture
 def personas(make_client: Callable[..., MaveraClient]) -> list[dict[str, Any]]:
-    return make_client(run_id="setup").list_personas()
+    return make_client(run_id="setup").personas.list()
 
 
 # -- each endpoint against the sandbox --------------------------------------------------------
@@ -85,9 +85,9 @@ def personas(make_client: Callable[..., MaveraClient]) -> list[dict[str, Any]]:
 
 def test_list_personas_follows_cursor_pages(make_client, sandbox, monkeypatch) -> None:
     client = make_client()
-    everyone = client.list_personas()
+    everyone = client.personas.list()
     monkeypatch.setattr(core_module, "PAGE_LIMIT", 5)
-    paged = client.list_personas()
+    paged = client.personas.list()
     assert [p["id"] for p in paged] == [p["id"] for p in everyone]
     assert len(everyone) >= 10
     listing = stats(sandbox)["requests"]["GET /mavera/api/v1/personas"]
@@ -96,7 +96,7 @@ def test_list_personas_follows_cursor_pages(make_client, sandbox, monkeypatch) -
 
 def test_chat_as_a_persona_records_its_credits(make_client, personas, sandbox) -> None:
     client = make_client()
-    result = client.chat("Rate this subject line: Spring sale, 20% off", persona_id=personas[0]["id"])
+    result = client.chat.create("Rate this subject line: Spring sale, 20% off", persona_id=personas[0]["id"])
     assert "[sandbox]" in result.content
     assert result.credits == result.usage["credits_used"] >= 1
     assert client.credits_spent() == result.credits == stats(sandbox)["credits_charged"]
@@ -107,25 +107,25 @@ def test_chat_as_a_persona_records_its_credits(make_client, personas, sandbox) -
 def test_chat_stream_yields_chunks_that_join_to_the_reply(make_client, personas) -> None:
     client = make_client(use_cache=False)
     prompt = "What would make you open this email?"
-    chunks = list(client.chat_stream(prompt, persona_id=personas[1]["id"]))
-    whole = client.chat(prompt, persona_id=personas[1]["id"])
+    chunks = list(client.chat.stream(prompt, persona_id=personas[1]["id"]))
+    whole = client.chat.create(prompt, persona_id=personas[1]["id"])
     assert len(chunks) > 1
     assert "".join(chunks) == whole.content
-    assert client.chat(prompt, persona_id=personas[1]["id"], stream=True).content == whole.content
+    assert client.chat.create(prompt, persona_id=personas[1]["id"], stream=True).content == whole.content
 
 
 def test_a_stream_abandoned_half_way_books_the_worst_case(make_client, personas) -> None:
     client = make_client(use_cache=False)
-    stream = client.chat_stream("Tell me more about onboarding", persona_id=personas[0]["id"])
+    stream = client.chat.stream("Tell me more about onboarding", persona_id=personas[0]["id"])
     assert next(stream)
     stream.close()  # the caller stops reading; the server has already charged
     assert client.credits_spent() == 5  # DEFAULT_WORST_CASE["chat"], never zero
 
 
 def test_respond_with_a_schema_returns_the_parsed_object(make_client, personas) -> None:
-    result = make_client().respond("Score this headline: Last chance to save",
-                                   persona_id=personas[0]["id"], schema=SCORE_SCHEMA,
-                                   schema_name="score")
+    result = make_client().responses.create("Score this headline: Last chance to save",
+                                            persona_id=personas[0]["id"], schema=SCORE_SCHEMA,
+                                            schema_name="score")
     assert set(result.parsed) >= {"score", "reason"}
     assert 1 <= result.parsed["score"] <= 10
     assert json.loads(result.text) == result.parsed
@@ -133,20 +133,20 @@ def test_respond_with_a_schema_returns_the_parsed_object(make_client, personas) 
 
 def test_mave_continues_its_thread(make_client) -> None:
     client = make_client()
-    first = client.mave("Why do discount emails underperform with loyal customers?")
-    follow = client.mave("What should we test next?", thread_id=first.thread_id)
+    first = client.mave.chat("Why do discount emails underperform with loyal customers?")
+    follow = client.mave.chat("What should we test next?", thread_id=first.thread_id)
     assert follow.thread_id == first.thread_id
     assert first.sources and first.personas_used and first.validation["confidence_score"] > 0
-    thread = client.get_thread(first.thread_id)
+    thread = client.mave.thread(first.thread_id)
     assert len(thread["messages"]) == 4
-    assert [t["id"] for t in client.list_threads()] == [first.thread_id]
+    assert [t["id"] for t in client.mave.threads()] == [first.thread_id]
 
 
 def test_generate_returns_the_requested_number_of_variations(make_client) -> None:
     client = make_client()
-    apps = {a["id"] for a in client.generation_apps()}
+    apps = {a["id"] for a in client.generations.apps()}
     assert "email-subject-lines" in apps
-    result = client.generate("email-subject-lines", {"topic": "spring sale"}, n=4)
+    result = client.generations.create("email-subject-lines", {"topic": "spring sale"}, n=4)
     assert len(result.variations) == 4 and len(set(result.variations)) == 4
     assert 10 <= result.credits <= 30
 
@@ -154,8 +154,9 @@ def test_generate_returns_the_requested_number_of_variations(make_client) -> Non
 def test_focus_group_polls_until_completed_and_scores_every_persona(make_client, personas, sandbox) -> None:
     client = make_client()
     ids = [personas[0]["id"], personas[1]["id"]]
-    result = client.focus_group(ids, ["How likely are you to open this?"],
-                                stimuli=["Spring sale: 20% off", "Your cart misses you"], poll_s=0)
+    result = client.focus_groups.run(ids, ["How likely are you to open this?"],
+                                     stimuli=["Spring sale: 20% off", "Your cart misses you"],
+                                     poll_s=0)
     assert result.status == "completed"
     assert len(result.responses) == 2 * 2
     assert {r["persona_id"] for r in result.responses} == set(ids)
@@ -165,7 +166,7 @@ def test_focus_group_polls_until_completed_and_scores_every_persona(make_client,
 
 
 def test_usage_reports_credits_and_the_keys_rate_limit(make_client) -> None:
-    usage = make_client().usage()
+    usage = make_client().usage.get()
     assert usage["object"] == "usage"
     assert usage["rate_limit"]["requests_per_minute"] > 0
     assert "remaining" in usage["credits"]
@@ -188,7 +189,7 @@ def test_429_storm_is_retried_honouring_retry_after(make_client, personas, sandb
     monkeypatch.setattr(http_module, "time", RecordingTime)
     client = make_client()
     fault(sandbox, "/chat/completions", 429, count=4, retry_after=2)
-    result = client.chat("Score this: Free shipping today", persona_id=personas[0]["id"])
+    result = client.chat.create("Score this: Free shipping today", persona_id=personas[0]["id"])
     assert result.content
     assert pauses == [2.0, 2.0, 2.0, 2.0]
     assert client.http.stats.rate_limited == 4
@@ -202,7 +203,7 @@ def test_402_mid_run_stops_cleanly_and_keeps_what_was_done(make_sandbox, tmp_pat
     done: list[str] = []
     with pytest.raises(CreditsExhausted) as caught:
         for i in range(40):
-            done.append(client.chat(f"Score variation number {i}: Save big on item {i}").content)
+            done.append(client.chat.create(f"Score variation number {i}: Save big on item {i}").content)
     assert "top up" in str(caught.value) and caught.value.code == "credits_exhausted"
     assert done, "calls before the 402 returned their results"
     on_disk = read_ledger(tmp_path / "data", "live", run_id="run-402")  # flushed, not buffered
@@ -216,7 +217,7 @@ def test_budget_refuses_before_sending(make_client, personas, sandbox) -> None:
     client = make_client(budget=budget)
     before = stats(sandbox)["requests_total"]
     with pytest.raises(BudgetExceeded, match="refused before sending"):
-        client.chat("Score this: Last chance", persona_id=personas[0]["id"])
+        client.chat.create("Score this: Last chance", persona_id=personas[0]["id"])
     assert stats(sandbox)["requests_total"] == before
     assert [s.kind for s in budget.skipped] == ["chat"]
     assert client.credits_spent() == 0
@@ -226,7 +227,7 @@ def test_budget_settles_actual_costs_so_cheap_calls_keep_going(make_client, pers
     budget = CreditBudget(12)
     client = make_client(budget=budget)
     for i in range(4):
-        client.chat(f"Short {i}", persona_id=personas[0]["id"])
+        client.chat.create(f"Short {i}", persona_id=personas[0]["id"])
     assert budget.spent == client.credits_spent() <= 12
     assert budget.reserved == 0
 
@@ -234,13 +235,13 @@ def test_budget_settles_actual_costs_so_cheap_calls_keep_going(make_client, pers
 def test_rerun_hits_the_cache_with_zero_requests_and_zero_credits(make_client, personas, sandbox) -> None:
     def run(client: MaveraClient) -> list[Any]:
         return [
-            client.chat("Score: Spring sale", persona_id=personas[0]["id"]).content,
-            client.respond("Score: Spring sale", persona_id=personas[1]["id"],
-                           schema=SCORE_SCHEMA).parsed,
-            client.mave("What drives unsubscribes after a sale?").content,
-            client.generate("ad-headlines", {"topic": "spring sale"}, n=3).variations,
-            client.focus_group([personas[0]["id"]], ["Would you click?"], stimuli=["Spring sale"],
-                               poll_s=0).stimuli,
+            client.chat.create("Score: Spring sale", persona_id=personas[0]["id"]).content,
+            client.responses.create("Score: Spring sale", persona_id=personas[1]["id"],
+                                    schema=SCORE_SCHEMA).parsed,
+            client.mave.chat("What drives unsubscribes after a sale?").content,
+            client.generations.create("ad-headlines", {"topic": "spring sale"}, n=3).variations,
+            client.focus_groups.run([personas[0]["id"]], ["Would you click?"],
+                                    stimuli=["Spring sale"], poll_s=0).stimuli,
         ]
 
     first = run(make_client(run_id="first"))
@@ -257,17 +258,17 @@ def test_rerun_hits_the_cache_with_zero_requests_and_zero_credits(make_client, p
 
 
 def test_refresh_bypasses_the_cache_and_rewrites_it(make_client, personas, sandbox) -> None:
-    make_client(run_id="a").chat("Score: Free gift", persona_id=personas[0]["id"])
+    make_client(run_id="a").chat.create("Score: Free gift", persona_id=personas[0]["id"])
     before = stats(sandbox)["requests_total"]
-    fresh = make_client(run_id="b", refresh=True).chat("Score: Free gift", persona_id=personas[0]["id"])
+    fresh = make_client(run_id="b", refresh=True).chat.create("Score: Free gift", persona_id=personas[0]["id"])
     assert not fresh.cached
     assert stats(sandbox)["requests_total"] == before + 1
 
 
 def test_ensure_persona_is_idempotent_across_reruns(make_client, sandbox) -> None:
     fields = {"description": "Price-sensitive shoppers who wait for discounts."}
-    first, created = make_client(run_id="one").ensure_persona("Bargain Hunters", **fields)
-    again, created_again = make_client(run_id="two").ensure_persona("bargain  hunters", **fields)
+    first, created = make_client(run_id="one").personas.ensure("Bargain Hunters", **fields)
+    again, created_again = make_client(run_id="two").personas.ensure("bargain  hunters", **fields)
     assert (created, created_again) == (True, False)
     assert again["id"] == first["id"]
     counts = stats(sandbox)
@@ -277,10 +278,10 @@ def test_ensure_persona_is_idempotent_across_reruns(make_client, sandbox) -> Non
 
 def test_ensure_persona_updates_a_changed_description(make_client) -> None:
     client = make_client()
-    persona, _ = client.ensure_persona("Loyalists", description="Buy every month.")
-    updated, created = client.ensure_persona("Loyalists", description="Buy every week.")
+    persona, _ = client.personas.ensure("Loyalists", description="Buy every month.")
+    updated, created = client.personas.ensure("Loyalists", description="Buy every week.")
     assert not created and updated["id"] == persona["id"]
-    assert client.get_persona(persona["id"])["description"] == "Buy every week."
+    assert client.personas.get(persona["id"])["description"] == "Buy every week."
 
 
 class FlakyCreate(httpx.BaseTransport):
@@ -312,15 +313,15 @@ class FlakyCreate(httpx.BaseTransport):
 def test_ensure_persona_never_duplicates_when_the_create_call_fails(mode, make_client, sandbox) -> None:
     budget = CreditBudget(1000)
     client = make_client(transport=FlakyCreate(mode), budget=budget)
-    persona, created = client.ensure_persona("Weekend Browsers", description="Shop on Sundays.")
+    persona, created = client.personas.ensure("Weekend Browsers", description="Shop on Sundays.")
     assert created
     named = httpx.get(f"{client.base_url}/personas", params={"name": "Weekend Browsers"},
                       headers={"Authorization": f"Bearer {sandbox.env()['MAVERA_API_KEY']}"}).json()
     assert [p["id"] for p in named["data"]] == [persona["id"]]
     assert stats(sandbox)["credits_charged"] == 300
     assert client.credits_spent() == 300 == budget.spent
-    _, again = make_client(run_id="rerun").ensure_persona("Weekend Browsers",
-                                                          description="Shop on Sundays.")
+    _, again = make_client(run_id="rerun").personas.ensure("Weekend Browsers",
+                                                           description="Shop on Sundays.")
     assert not again and stats(sandbox)["credits_charged"] == 300
 
 
@@ -328,7 +329,7 @@ def test_mave_concurrency_stays_under_the_cap_of_ten(make_client, sandbox, monke
     monkeypatch.setattr(sandbox.state.mavera, "mave_latency_s", 0.3)
     client = make_client(use_cache=False)
     with ThreadPoolExecutor(max_workers=14) as pool:
-        answers = list(pool.map(lambda i: client.mave(f"Question {i} about churn"), range(14)))
+        answers = list(pool.map(lambda i: client.mave.chat(f"Question {i} about churn"), range(14)))
     assert len({a.thread_id for a in answers}) == 14
     assert stats(sandbox)["rate_limited_total"] == 0
 
@@ -337,12 +338,13 @@ def test_pii_guard_refuses_to_send_emails_or_phones(make_client, personas, sandb
     client = make_client()
     before = stats(sandbox)["requests_total"]
     with pytest.raises(PiiBlocked) as caught:
-        client.chat([{"role": "user", "content": "Write to jane.doe@example.com or +1 415 555 0100"}],
-                    persona_id=personas[0]["id"])
+        client.chat.create([{"role": "user",
+                             "content": "Write to jane.doe@example.com or +1 415 555 0100"}],
+                           persona_id=personas[0]["id"])
     assert "jane.doe" not in str(caught.value) and "555" not in str(caught.value)
     assert "messages" in str(caught.value)
     with pytest.raises(PiiBlocked):
-        client.ensure_persona("Callers", description="Reach them at (415) 555-0100")
+        client.personas.ensure("Callers", description="Reach them at (415) 555-0100")
     assert stats(sandbox)["requests_total"] == before + 1  # the persona lookup, never the create
 
 
@@ -352,15 +354,15 @@ def test_no_key_in_any_log_error_or_file(make_client, personas, sandbox, caplog,
     caplog.set_level(logging.DEBUG)
     client = make_client()
     fault(sandbox, "/chat/completions", 429, count=1, retry_after=0)
-    client.chat("Score: Hello", persona_id=personas[0]["id"])
+    client.chat.create("Score: Hello", persona_id=personas[0]["id"])
     fault(sandbox, "/mave/chat", 503, count=1)
     errors: list[Exception] = []
     with pytest.raises(ServerError) as server_error:
-        client.mave("Research churn")
+        client.mave.chat("Research churn")
     errors.append(server_error.value)
     bad = Connection(client.connection.settings.with_overrides(mavera_key=Secret(wrong)), "live", "w")
     with pytest.raises(AuthError) as auth_error:
-        make_client(connection=bad).usage()
+        make_client(connection=bad).usage.get()
     errors.append(auth_error.value)
     assert "MAVERA_API_KEY" in str(auth_error.value)
     client.close()
@@ -407,7 +409,7 @@ def envelope(status: int, code: str, message: str = "sandbox says no", param: st
 def test_errors_are_mapped_by_status_and_code(offline, status, code, cls, says) -> None:
     client = mock_client(offline, lambda request: envelope(status, code))
     with pytest.raises(cls) as caught:
-        client.chat("hi", persona_id="clx_missing", model="gpt-4")
+        client.chat.create("hi", persona_id="clx_missing", model="gpt-4")
     assert says in str(caught.value)
     assert caught.value.code == code and caught.value.status == status
 
@@ -415,7 +417,7 @@ def test_errors_are_mapped_by_status_and_code(offline, status, code, cls, says) 
 def test_a_bad_request_is_also_an_invalid_parameter(offline) -> None:
     client = mock_client(offline, lambda request: envelope(400, "missing_field", param="messages"))
     with pytest.raises(InvalidParameter, match="'messages'"):
-        client.chat("hi")
+        client.chat.create("hi")
 
 
 def test_structured_output_without_a_required_key_is_an_error_and_not_cached(offline) -> None:
@@ -430,7 +432,7 @@ def test_structured_output_without_a_required_key_is_an_error_and_not_cached(off
     client = mock_client(offline, handler)
     for _ in range(2):
         with pytest.raises(StructuredOutputError, match="reason"):
-            client.respond("Score it", schema=SCORE_SCHEMA)
+            client.responses.create("Score it", schema=SCORE_SCHEMA)
     assert len(sent) == 2
     assert client.credits_spent() == 4  # paid for, even though unusable
 
@@ -442,7 +444,7 @@ def test_focus_group_timeout_names_the_id_to_fetch_later(offline) -> None:
 
     client = mock_client(offline, handler)
     with pytest.raises(FocusGroupTimeout) as caught:
-        client.focus_group(["clx1"], ["Would you click?"], timeout_s=0, poll_s=0.01)
+        client.focus_groups.run(["clx1"], ["Would you click?"], timeout_s=0, poll_s=0.01)
     assert caught.value.focus_group_id == "fg_123"
     assert "focus_groups.get('fg_123')" in str(caught.value)
     assert client.credits_spent() == 80
@@ -457,7 +459,7 @@ def test_list_personas_falls_back_to_offset_pages(offline) -> None:
         return httpx.Response(200, json={"object": "list", "data": page, "total": 7, "limit": 3,
                                          "offset": offset, "has_more": offset + 3 < 7})
 
-    assert [p["id"] for p in mock_client(offline, handler).list_personas()] == [p["id"] for p in people]
+    assert [p["id"] for p in mock_client(offline, handler).personas.list()] == [p["id"] for p in people]
 
 
 def test_creating_a_persona_is_not_retried_blindly_on_a_5xx(offline) -> None:
@@ -470,7 +472,7 @@ def test_creating_a_persona_is_not_retried_blindly_on_a_5xx(offline) -> None:
         return httpx.Response(200, json={"object": "list", "data": [], "has_more": False})
 
     with pytest.raises(ServerError):
-        mock_client(offline, handler).create_persona(name="Solo", description="x")
+        mock_client(offline, handler).personas.create(name="Solo", description="x")
     assert len(posts) == 1
 
 
@@ -517,12 +519,12 @@ def test_corrupt_cache_entry_is_ignored_and_rewritten(offline) -> None:
                                          "usage": {"credits_used": 1}})
 
     client = mock_client(offline, handler)
-    client.chat("hi")
+    client.chat.create("hi")
     cache = ResponseCache(offline.cache_dir / "mavera")
     (entry,) = list(cache.root.rglob("*.json"))
     entry.write_text("{ torn")
-    assert client.chat("hi").content == "fine"
-    assert client.chat("hi").cached
+    assert client.chat.create("hi").content == "fine"
+    assert client.chat.create("hi").cached
     assert len(sent) == 2
     assert json.loads(entry.read_text())["response"]["choices"][0]["message"]["content"] == "fine"
 

@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from cio_mavera.connect import Connection
+from cio_mavera.jobs import audiences
+from cio_mavera.jobs.context import RunContext
 from cio_mavera.mavera import CreditBudget, MaveraClient
 from cio_mavera.sandbox.server import SandboxServer
 from cio_mavera.settings import Secret, Settings
@@ -85,6 +87,18 @@ def test_ensure_patches_a_field_the_server_holds_as_null(offline) -> None:
                                                   description="Buy every month.")
     assert not created and updated["type"] == "B2B"
     assert [p.read() for p in patches] == [b'{"type":"B2B"}']
+
+
+def test_job_2_plans_an_update_for_a_persona_held_as_null(offline) -> None:
+    listed = held(name="cio-mavera: Loyalists", type=None, description="Buy every month.")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"object": "list", "data": [listed], "has_more": False})
+
+    with MaveraClient(offline, transport=httpx.MockTransport(handler)) as client:
+        payload = {"name": "cio-mavera: Loyalists", "description": "Buy every month.", "type": "B2B"}
+        plan = audiences.plan_personas(RunContext.around(client), [payload])
+    assert list(plan["status"]) == ["changed"]  # what ensure will PATCH, the report now says
 
 
 def test_a_listed_persona_is_completed_by_its_get_before_comparing(make_client, sandbox) -> None:

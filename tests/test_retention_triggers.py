@@ -154,8 +154,9 @@ class FakeMave:
     def __init__(self, refuse: bool = False) -> None:
         self.prompts: list[str] = []
         self.refuse = refuse
+        self.mave = self  # research asks `client.mave.chat(...)`
 
-    def mave(self, message: str) -> MaveResult:
+    def chat(self, message: str) -> MaveResult:
         if self.refuse:
             raise BudgetExceeded("refused before sending: mave call could cost up to 75 credits", needed=75)
         self.prompts.append(message)

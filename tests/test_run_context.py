@@ -13,9 +13,9 @@ def test_the_mavera_client_reopens_after_close_so_a_rerun_cell_still_works(conne
     run = RunContext(job=cm.JOB, connection=connection, budget=CreditBudget(100))
     first = run.mavera
     assert run.mavera is first  # one client for every cell
-    first_answer = run.mavera.chat("hello")
+    first_answer = run.mavera.chat.create("hello")
     run.close()  # e.g. the end of a notebook, then the reader re-runs a cell
-    again = run.mavera.chat("hello again")
+    again = run.mavera.chat.create("hello again")
     assert run.mavera is not first
     assert first_answer.content and again.content
     assert run.budget.spent == first_answer.credits + again.credits > 0

@@ -12,12 +12,13 @@ from .errors import (
     StructuredOutputError,
 )
 from .ledger import CreditsLedger, credits_spent, read_ledger
+from .listing_cache import LISTING_MAX_AGE
 from .models import ChatResult, FocusGroupResult, GenerationResult, MaveResult, ResponseResult
 from .resources.chat import DEFAULT_MODEL
 
 __all__ = [
-    "DEFAULT_MODEL", "DEFAULT_WORST_CASE", "ChatResult", "CreditBudget", "CreditsLedger",
-    "DuplicateName", "FocusGroupResult", "FocusGroupTimeout", "Forbidden", "GenerationResult",
-    "InvalidRequest", "MaveResult", "MaveraClient", "PiiBlocked", "ResponseResult",
-    "StructuredOutputError", "credits_spent", "read_ledger",
+    "DEFAULT_MODEL", "DEFAULT_WORST_CASE", "LISTING_MAX_AGE", "ChatResult", "CreditBudget",
+    "CreditsLedger", "DuplicateName", "FocusGroupResult", "FocusGroupTimeout", "Forbidden",
+    "GenerationResult", "InvalidRequest", "MaveResult", "MaveraClient", "PiiBlocked",
+    "ResponseResult", "StructuredOutputError", "credits_spent", "read_ledger",
 ]

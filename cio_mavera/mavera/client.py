@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 
@@ -96,75 +95,16 @@ class MaveraClient(MeteredCore):
             refresh=refresh,
             pii_guard=pii_guard,
         )
-        self.chat = _CallableChat(self)
+        self.chat = Chat(self)
         self.responses = Responses(self)
         self.personas = Personas(self)
-        self.mave = _CallableMave(self)
+        self.mave = Mave(self)
         self.generations = Generations(self)
         self.focus_groups = FocusGroups(self)
-        self.usage = _CallableUsage(self)
+        self.usage = Usage(self)
 
     def __enter__(self) -> MaveraClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- the flat names the jobs used before the namespaces (removed once they have moved) ------
-
-    def chat_stream(self, *args: Any, **kwargs: Any) -> Any:
-        return self.chat.stream(*args, **kwargs)
-
-    def respond(self, *args: Any, **kwargs: Any) -> Any:
-        return self.responses.create(*args, **kwargs)
-
-    def list_personas(self, *args: Any, **kwargs: Any) -> Any:
-        return self.personas.list(*args, **kwargs)
-
-    def get_persona(self, *args: Any, **kwargs: Any) -> Any:
-        return self.personas.get(*args, **kwargs)
-
-    def find_persona(self, *args: Any, **kwargs: Any) -> Any:
-        return self.personas.find(*args, **kwargs)
-
-    def create_persona(self, *args: Any, **kwargs: Any) -> Any:
-        return self.personas.create(*args, **kwargs)
-
-    def update_persona(self, *args: Any, **kwargs: Any) -> Any:
-        return self.personas.update(*args, **kwargs)
-
-    def ensure_persona(self, *args: Any, **kwargs: Any) -> Any:
-        return self.personas.ensure(*args, **kwargs)
-
-    def list_threads(self) -> Any:
-        return self.mave.threads()
-
-    def get_thread(self, *args: Any, **kwargs: Any) -> Any:
-        return self.mave.thread(*args, **kwargs)
-
-    def generation_apps(self, *args: Any, **kwargs: Any) -> Any:
-        return self.generations.apps(*args, **kwargs)
-
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        return self.generations.create(*args, **kwargs)
-
-    def focus_group(self, *args: Any, **kwargs: Any) -> Any:
-        return self.focus_groups.run(*args, **kwargs)
-
-    def get_focus_group(self, *args: Any, **kwargs: Any) -> Any:
-        return self.focus_groups.get(*args, **kwargs)
-
-
-class _CallableChat(Chat):
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # old `client.chat(...)`
-        return self.create(*args, **kwargs)
-
-
-class _CallableMave(Mave):
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # old `client.mave(...)`
-        return self.chat(*args, **kwargs)
-
-
-class _CallableUsage(Usage):
-    def __call__(self) -> Any:  # old `client.usage()`
-        return self.get()

@@ -19,6 +19,10 @@ log = logging.getLogger("cio_mavera.mavera.listings")
 
 Listing = list[dict[str, Any]]
 
+# Long enough that a report re-run the same day sends no listing request, short enough to see
+# personas created since.
+LISTING_MAX_AGE = dt.timedelta(days=1)
+
 
 class ListingCache:
     """One JSON file per listing under `root`: `{"fetched_at": ISO time, "items": [...]}`."""

@@ -11,7 +11,6 @@ from cio_mavera.errors import BudgetExceeded, InvalidParameter
 from cio_mavera.jobs.audiences.analysis import cluster_name
 from cio_mavera.jobs.audiences.profiles import ClusterProfiles, profile_text
 from cio_mavera.jobs.context import RunContext
-from cio_mavera.mavera import MaveraClient
 from cio_mavera.mavera.budget import DEFAULT_WORST_CASE
 from cio_mavera.mavera.models import credits_of
 from cio_mavera.pii import assert_no_pii
@@ -77,37 +76,17 @@ def plan_personas(run: RunContext, payloads: Sequence[Mapping[str, Any]]) -> pd.
     rows = []
     for payload in payloads:
         client = run.mavera
-        existing = client.find_persona(str(payload["name"]))
+        existing = client.personas.find(str(payload["name"]))
         if existing is None:
             status, persona_id, cost = "new", None, _worst_case(run, "persona")
         else:
             persona_id = str(existing.get("id"))
-            changed = _changed_fields(client, existing, payload)
+            changed = client.personas.changes(existing, payload)
             status = "changed" if changed else "unchanged"
             cost = _worst_case(run, "persona_update") if changed else 0
         rows.append({"name": payload["name"], "status": status, "persona_id": persona_id,
                      "cost": cost})
     return pd.DataFrame(rows, columns=["name", "status", "persona_id", "cost"])
-
-
-def _changed_fields(client: MaveraClient, persona: Mapping[str, Any],
-                    payload: Mapping[str, Any]) -> list[str]:
-    held = dict(persona)
-    if any(k not in held for k in payload) and persona.get("id"):
-        held.update(client.get_persona(str(persona["id"])))
-    details = held.get("details") if isinstance(held.get("details"), dict) else {}
-    changed = []
-    for key, wanted in payload.items():
-        value = held.get(key, details.get(key))
-        if value is None:
-            continue  # not echoed by the server: cannot compare (ensure_persona does the same)
-        if key == "name":
-            same = " ".join(str(value).split()).casefold() == " ".join(str(wanted).split()).casefold()
-        else:
-            same = value == wanted
-        if not same:
-            changed.append(key)
-    return changed
 
 
 def estimate_persona_cost(run: RunContext, payloads: Sequence[Mapping[str, Any]]) -> int:
@@ -139,7 +118,7 @@ def sync_personas(run: RunContext, payloads: Sequence[Mapping[str, Any]], create
         assert_no_pii(dict(payload), what=f"persona {payload['name']!r}")
         fields = {k: v for k, v in payload.items() if k != "name"}
         try:
-            persona, created = run.mavera.ensure_persona(str(payload["name"]), **fields)
+            persona, created = run.mavera.personas.ensure(str(payload["name"]), **fields)
         except BudgetExceeded as exc:
             run.skip("persona", str(payload["name"]), exc)
             row.update(status="skipped", reason=str(exc))
@@ -155,7 +134,7 @@ def sync_personas(run: RunContext, payloads: Sequence[Mapping[str, Any]], create
 
 def ask_what_engages(run: RunContext, persona_id: str) -> str:
     """The persona's answer, through Chat, to what would make it engage with our messages."""
-    return run.mavera.chat(ENGAGE_QUESTION, persona_id=persona_id).content.strip()
+    return run.mavera.chat.create(ENGAGE_QUESTION, persona_id=persona_id).content.strip()
 
 
 def engagement_answers(run: RunContext, personas: pd.DataFrame, *, ask: bool = True

@@ -21,7 +21,6 @@ from cio_mavera.jobs.campaigns.data import (
     normalise_channel,
     resolve_window,
 )
-from cio_mavera.jobs.campaigns.listings import cached_listing
 from cio_mavera.jobs.campaigns.results import campaign_results
 from cio_mavera.jobs.campaigns.scoring import (
     SCORE_SCHEMA,
@@ -46,10 +45,11 @@ from cio_mavera.jobs.campaigns.variations import (
     generation_inputs,
     parse_variation,
 )
+from cio_mavera.mavera import LISTING_MAX_AGE
 
 __all__ = [
-    "CURRENT", "JOB", "SCORE_SCHEMA", "CampaignData", "Findings", "JobInputError", "Strategy",
-    "Variation", "analyse", "ask_mave_for_strategy", "body_excerpt", "cached_listing",
+    "CURRENT", "JOB", "LISTING_MAX_AGE", "SCORE_SCHEMA", "CampaignData", "Findings",
+    "JobInputError", "Strategy", "Variation", "analyse", "ask_mave_for_strategy", "body_excerpt",
     "campaign_results", "choose_generation_app", "choose_personas", "current_copy",
     "draft_variations", "findings_summary", "generate_variations", "generation_inputs",
     "load_campaign_data", "normalise_channel", "parse_variation", "rank_variations",

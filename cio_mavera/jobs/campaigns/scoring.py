@@ -41,7 +41,7 @@ def choose_personas(personas: Sequence[Mapping[str, Any]], summary: Mapping[str,
                 (p for p in personas if str(p.get("name", "")).casefold() == str(item).casefold()), None)
             if match is None:
                 raise InvalidParameter(f"persona {item!r} not found; list them with "
-                                       "MaveraClient.list_personas()")
+                                       "client.personas.list()")
             chosen.append(dict(match))
         return chosen
     pool = [p for p in personas if not p.get("is_custom")] or list(personas)
@@ -131,8 +131,9 @@ def _score_with_panel(run: RunContext, variation: Variation, personas: Sequence[
     rows, refused = [], []
     for persona in personas:
         try:
-            answer = run.mavera.respond(prompt, persona_id=str(persona["id"]), schema=SCORE_SCHEMA,
-                                    schema_name="message_score", instructions=_SCORE_INSTRUCTIONS)
+            answer = run.mavera.responses.create(
+                prompt, persona_id=str(persona["id"]), schema=SCORE_SCHEMA,
+                schema_name="message_score", instructions=_SCORE_INSTRUCTIONS)
         except SKIPPABLE as exc:
             refused.append(exc)
             continue
@@ -182,9 +183,9 @@ def _score_with_focus_group(run: RunContext, action_id: int, variations: Sequenc
         ]
     assert_no_pii(questions, what="the focus-group questions")
     try:
-        result = run.mavera.focus_group([str(p["id"]) for p in personas], questions,
-                                    name=f"cio-mavera message {action_id} variations",
-                                    timeout_s=timeout_s, poll_s=poll_s)
+        result = run.mavera.focus_groups.run([str(p["id"]) for p in personas], questions,
+                                             name=f"cio-mavera message {action_id} variations",
+                                             timeout_s=timeout_s, poll_s=poll_s)
     except SKIPPABLE as exc:
         run.skip("score", f"focus group for message {action_id}", exc)
         return []

@@ -50,7 +50,7 @@ def ask_mave_for_strategy(run: RunContext, summary: Mapping[str, Any]) -> Strate
     message = strategy_prompt(summary)
     assert_no_pii(message, what="the Mave strategy request")
     try:
-        answer = run.mavera.mave(message)
+        answer = run.mavera.mave.chat(message)
     except SKIPPABLE as exc:
         run.skip("strategy", "Mave diagnosis and strategy", exc)
         return Strategy("", [], [], None, 0, skipped=str(exc))

@@ -10,10 +10,10 @@ from typing import Any
 from cio_mavera.errors import CioMaveraError
 from cio_mavera.jobs.campaigns import stats as campaign_stats
 from cio_mavera.jobs.campaigns.analysis import Findings, body_excerpt, redact_contacts
-from cio_mavera.jobs.campaigns.listings import cached_listing
 from cio_mavera.jobs.campaigns.strategy import Strategy
 from cio_mavera.jobs.context import RunContext
 from cio_mavera.jobs.credits import SKIPPABLE
+from cio_mavera.mavera import LISTING_MAX_AGE
 from cio_mavera.pii import assert_no_pii
 
 CURRENT = "current"  # variation_id of the message's live copy, scored as the control
@@ -166,12 +166,13 @@ def generate_variations(run: RunContext, underperformer: Mapping[str, Any] | Any
     message = underperformer if isinstance(underperformer, Mapping) else underperformer._asdict()
     if n < 1:
         return []
-    app = choose_generation_app(apps if apps is not None else cached_listing(run.mavera, "generation_apps"),
-                                str(message["channel"]))
+    if apps is None:
+        apps = run.mavera.generations.apps(max_age=LISTING_MAX_AGE)
+    app = choose_generation_app(apps, str(message["channel"]))
     inputs = generation_inputs(message, strategy, app, n)
     what = f"{n} variations of message {message['action_id']}"
     try:
-        result = run.mavera.generate(str(app["id"]), inputs, n=n)
+        result = run.mavera.generations.create(str(app["id"]), inputs, n=n)
     except SKIPPABLE as exc:
         run.skip("generate", what, exc)
         return []
@@ -190,7 +191,7 @@ def draft_variations(run: RunContext, findings: Findings, strategy: Strategy, n:
     (neither when the generation was skipped)."""
     if findings.messages.empty:
         return []
-    apps = cached_listing(run.mavera, "generation_apps") if n > 0 else []
+    apps = run.mavera.generations.apps(max_age=LISTING_MAX_AGE) if n > 0 else []
     drafts: list[Variation] = []
     for message in findings.messages.to_dict("records"):
         new = generate_variations(run, message, strategy, n, apps=apps)

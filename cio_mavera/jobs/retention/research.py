@@ -205,7 +205,7 @@ def research_triggers(run: RunContext, triggers: Sequence[Trigger], *, directory
                                    "reason": f"asked at {asked}, within the {cooldown_hours:g} h cooldown"}))
             continue
         try:
-            answer = run.mavera.mave(prompt)
+            answer = run.mavera.mave.chat(prompt)
         except (BudgetExceeded, CreditsExhausted) as exc:
             store.release(trigger.key, previous)
             run.skip("research", trigger.key, exc)

@@ -3,7 +3,7 @@
 Layout of one run: `reports/<job>/<run-id>/{notebook.ipynb, report.html, results.json, run.json}`,
 and `reports/index.html` lists every run. The HTML has no code, no injected-parameters cell and
 nothing fetched from the network. Secrets never become papermill parameters: the kernel reads
-keys from the environment itself.
+keys from the environment itself. The kernel's side (which run it is, results.json) is `run_results`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import datetime as dt
 import html
 import json
 import logging
-import math
 import os
 import secrets as _random
 from collections.abc import Iterator, Mapping
@@ -23,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import numpy as np
-import pandas as pd
 import papermill
 from jupyter_client.manager import AsyncKernelManager
 from nbconvert import HTMLExporter
@@ -32,16 +29,12 @@ from traitlets import default
 
 from .errors import CioMaveraError, InvalidParameter
 from .files import atomic_write
+from .run_results import JOB_ENV, RUN_DIR_ENV, RUN_ID_ENV, json_default
 from .settings import PROJECT_ROOT, load_settings
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 REPORTS_DIR = PROJECT_ROOT / "reports"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-
-# Environment the runner gives the kernel; notebooks read these through `current_run()`.
-RUN_DIR_ENV = "CIO_MAVERA_RUN_DIR"
-RUN_ID_ENV = "CIO_MAVERA_RUN_ID"
-JOB_ENV = "CIO_MAVERA_JOB"
 
 _SECRETISH = ("key", "secret", "token", "password", "credential", "auth")
 _HIDDEN_TAGS = {"injected-parameters", "parameters", "remove_cell", "remove-cell"}
@@ -250,48 +243,7 @@ def _stamp_results(run: RunResult) -> None:
     results.setdefault("job", run.job)
     results.setdefault("run_id", run.run_id)
     results.setdefault("parameters", run.parameters)
-    atomic_write(run.results, json.dumps(results, indent=2, default=_json_default))
-
-
-# ---- called from inside notebooks -------------------------------------------------------------
-
-def current_run() -> dict[str, str | None]:
-    """The run this kernel belongs to (None values when the notebook runs outside the runner)."""
-    return {"run_dir": os.environ.get(RUN_DIR_ENV), "run_id": os.environ.get(RUN_ID_ENV),
-            "job": os.environ.get(JOB_ENV)}
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, pd.DataFrame):
-        return json.loads(value.to_json(orient="records", date_format="iso"))
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    raise TypeError(f"cannot put {type(value).__name__} in results.json")
-
-
-def write_results(results: Mapping[str, Any], parameters: Mapping[str, Any] | None = None) -> Path | None:
-    """Write the run's machine-readable findings to results.json (inside a runner run only).
-
-    Returns the path written, or None when the notebook runs interactively or under plain
-    papermill, where there is no run directory.
-    """
-    run = current_run()
-    payload = {"job": run["job"], "run_id": run["run_id"], "parameters": dict(parameters or {}),
-               **results}
-    text = json.dumps(payload, indent=2, default=_json_default, allow_nan=False)
-    if not run["run_dir"]:
-        return None
-    return atomic_write(Path(run["run_dir"]) / "results.json", text)
+    atomic_write(run.results, json.dumps(results, indent=2, default=json_default))
 
 
 # ---- rendering -------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import os
 from IPython.display import Image, display
 from matplotlib.figure import Figure
 from cio_mavera.jobs.report_parts import figure_png
-from cio_mavera.reports import write_results
+from cio_mavera.run_results import write_results
 fig = Figure()
 ax = fig.subplots()
 ax.plot([1, 2, 3], [days, days * 2, days * 3])

@@ -18,7 +18,7 @@ from typing import Any
 from cio_mavera.connect import Connection, connect
 from cio_mavera.jobs.credits import SkippedStep, credits_section, skip_reason
 from cio_mavera.mavera import CreditBudget, MaveraClient
-from cio_mavera.reports import current_run, write_results
+from cio_mavera.run_results import current_run, write_results
 
 DEFAULT_MAX_CREDITS = 1000
 

@@ -78,7 +78,7 @@ def bench_end_to_end(n: int, seed: int) -> None:
     print(f"\n== {n:,} customers, seed {seed}: typing + PII strip + clustering + profiles ==")
     results: dict = {}
     t = time.perf_counter()
-    ws = generate_workspace(seed=seed, customers=n, end_date=END)
+    ws = generate_workspace(seed=seed, customers=n, end=END)
     raw = pd.DataFrame(customer_attribute_strings(ws, range(n)))
     print(f"  (string frame built in {time.perf_counter() - t:.1f} s: {raw.shape[0]:,} rows x "
           f"{raw.shape[1]} columns, not part of the analysis figures)")
@@ -102,7 +102,7 @@ def bench_million(n: int, seed: int) -> None:
     print(f"\n== {n:,} customers, seed {seed}: clustering step alone ==")
     results: dict = {}
     t = time.perf_counter()
-    ws = generate_workspace(seed=seed, customers=n, end_date=END)
+    ws = generate_workspace(seed=seed, customers=n, end=END)
     raw = pd.DataFrame({
         c: ws.customers[c].astype("string[pyarrow]") if not pd.api.types.is_datetime64_dtype(
             ws.customers[c]) else ws.customers[c].dt.strftime("%Y-%m-%d").astype("string[pyarrow]")

@@ -7,6 +7,7 @@ services. Sandbox and live data never share a cache directory.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,14 @@ class Connection:
     def cache_dir(self) -> Path:
         """`data/cache/<mode>/<workspace>`: the parquet cache root for this connection."""
         return self.settings.data_dir / "cache" / self.mode / self.workspace
+
+    @property
+    def today(self) -> dt.date:
+        """The last day with data: a pinned sandbox's end day, else today (UTC)."""
+        end = self.settings.sandbox_end if self.mode == "sandbox" else None
+        if end is not None:
+            return (end - dt.timedelta(microseconds=1)).date()
+        return dt.datetime.now(dt.UTC).date()
 
     def describe(self) -> str:
         """One line for reports and CLI output (never a key)."""
@@ -70,7 +79,17 @@ def connect(*needs: str, settings: Settings | None = None) -> Connection:
             settings = in_detected_region(settings)
         return Connection(settings, "live", live_workspace(settings))
 
-    server = shared_sandbox(settings.sandbox_seed, settings.sandbox_customers)
+    server = shared_sandbox(settings.sandbox_seed, settings.sandbox_customers,
+                            end=settings.sandbox_end, world=settings.sandbox_world)
     sandboxed = pointed_at(settings, server.env())
-    workspace = f"seed{settings.sandbox_seed}-n{settings.sandbox_customers}"
-    return Connection(sandboxed, "sandbox", workspace, sandbox_url=server.url)
+    return Connection(sandboxed, "sandbox", sandbox_workspace(settings), sandbox_url=server.url)
+
+
+def sandbox_workspace(settings: Settings) -> str:
+    """The cache namespace of a sandbox workspace: its seed, size, and world and end when set."""
+    name = f"seed{settings.sandbox_seed}-n{settings.sandbox_customers}"
+    if settings.sandbox_world != "realistic":
+        name += f"-{settings.sandbox_world}"
+    if settings.sandbox_end is not None:
+        name += f"-end{settings.sandbox_end:%Y%m%dT%H%M}"
+    return name

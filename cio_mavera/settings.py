@@ -6,6 +6,7 @@ settings object can be logged, repr'd or shown in a notebook without leaking any
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -84,6 +85,8 @@ class Settings:
     redis_url: str | None = None
     sandbox_seed: int = 7
     sandbox_customers: int = 5000
+    sandbox_end: dt.datetime | None = None  # when the sandbox workspace's history stops (None: this hour)
+    sandbox_world: str = "realistic"  # "realistic" or "clean"
     app_rps: float = 10.0  # App API limit per workspace (docs: 10 req/s)
     mavera_rpm: int = 60  # Mavera tier requests/minute (Starter tier by default)
 
@@ -148,6 +151,20 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def parse_instant(name: str, value: str | None) -> dt.datetime | None:
+    """An ISO date or datetime (UTC when no zone is given); a date means the end of that day."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not an ISO date or datetime (e.g. 2026-03-31 or "
+                          "2026-03-31T12:00)") from None
+    if len(value.strip()) == 10:  # a bare date: through the end of that day
+        parsed += dt.timedelta(days=1)
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
 def _number(name: str, value: str, kind: type, minimum: float = 1e-9) -> int | float:
     try:
         number = kind(value)
@@ -192,6 +209,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None |
         redis_url=get("CIO_MAVERA_REDIS_URL"),
         sandbox_seed=int(_number("CIO_MAVERA_SANDBOX_SEED", get("CIO_MAVERA_SANDBOX_SEED") or "7", int, 0)),
         sandbox_customers=int(_number("CIO_MAVERA_SANDBOX_CUSTOMERS", get("CIO_MAVERA_SANDBOX_CUSTOMERS") or "5000", int)),
+        sandbox_end=parse_instant("CIO_MAVERA_SANDBOX_END", get("CIO_MAVERA_SANDBOX_END")),
+        sandbox_world=_choice("CIO_MAVERA_SANDBOX_WORLD", get("CIO_MAVERA_SANDBOX_WORLD") or "realistic",
+                              ("realistic", "clean")),
         app_rps=float(_number("CIO_MAVERA_APP_RPS", get("CIO_MAVERA_APP_RPS") or "10", float)),
         mavera_rpm=int(_number("MAVERA_RPM", get("MAVERA_RPM") or "60", int)),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import pytest
 from cio_mavera.connect import Connection, pointed_at
 from cio_mavera.sandbox.server import SandboxServer, start_sandbox
 from cio_mavera.settings import Settings
+
+# Every sandbox a test starts ends here, so no outcome depends on the day the tests run.
+END = dt.datetime(2026, 3, 31, 12, tzinfo=dt.UTC)
+# For sandboxes started inside a notebook kernel (papermill, nbval): the same pinned end.
+PINNED_END = {"CIO_MAVERA_SANDBOX_END": END.isoformat()}
 
 
 def settings_for(server: SandboxServer, data_dir: Path, **overrides: object) -> Settings:
@@ -20,7 +26,7 @@ def settings_for(server: SandboxServer, data_dir: Path, **overrides: object) -> 
 @pytest.fixture(scope="session")
 def shared_server() -> Iterator[SandboxServer]:
     """One default sandbox (seed 7, 2,000 customers) for tests that only read."""
-    server = start_sandbox(seed=7, customers=2000)
+    server = start_sandbox(seed=7, customers=2000, end=END)
     yield server
     server.stop()
 
@@ -38,7 +44,7 @@ def make_sandbox() -> Iterator[Callable[..., SandboxServer]]:
     started: list[SandboxServer] = []
 
     def make(**knobs: object) -> SandboxServer:
-        server = start_sandbox(**knobs)
+        server = start_sandbox(**{"end": END, **knobs})
         started.append(server)
         return server
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import settings_for
+from conftest import END, settings_for
 
 from cio_mavera.connect import Connection
 from cio_mavera.errors import BudgetExceeded, InvalidParameter
@@ -149,6 +149,9 @@ def test_ranking_orders_by_mean_score_within_message_and_measures_lift_over_curr
 
 # --- against the sandbox ---------------------------------------------------------------------
 
+# The 30 days up to the pinned sandbox's end (exclusive bound: the day after its last day).
+WINDOW_END = (END + dt.timedelta(days=1)).date().isoformat()
+
 
 @pytest.fixture(scope="module")
 def warm_cache(shared_server, tmp_path_factory) -> Path:
@@ -156,7 +159,7 @@ def warm_cache(shared_server, tmp_path_factory) -> Path:
     data_dir = tmp_path_factory.mktemp("campaign-data")
     connection = Connection(settings_for(shared_server, data_dir), "live", "sandbox-test",
                             sandbox_url=shared_server.url)
-    cm.load_campaign_data(connection, days=30)
+    cm.load_campaign_data(connection, days=30, end=WINDOW_END)
     return data_dir / "cache"
 
 
@@ -164,7 +167,7 @@ def warm_cache(shared_server, tmp_path_factory) -> Path:
 def data(connection, warm_cache) -> cm.CampaignData:
     """The window's data from a copy of the warm cache; the Mavera cache starts empty in every test."""
     shutil.copytree(warm_cache, connection.settings.data_dir / "cache", dirs_exist_ok=True)
-    return cm.load_campaign_data(connection, days=30)
+    return cm.load_campaign_data(connection, days=30, end=WINDOW_END)
 
 
 def _planted(sandbox) -> set[tuple[int, str]]:
@@ -174,7 +177,7 @@ def _planted(sandbox) -> set[tuple[int, str]]:
 
 def test_loading_again_is_served_from_the_cache(connection, sandbox, data):
     before = sandbox.state.stats.as_json()["requests_total"]
-    again = cm.load_campaign_data(connection, days=30)
+    again = cm.load_campaign_data(connection, days=30, end=WINDOW_END)
     assert sandbox.state.stats.as_json()["requests_total"] == before
     assert again.requests == 0
     assert set(data.freshness) == {"campaigns", "actions", "metrics"}
@@ -184,9 +187,9 @@ def test_loading_again_is_served_from_the_cache(connection, sandbox, data):
 
 def test_unknown_campaign_or_channel_is_rejected(connection, data):
     with pytest.raises(cm.JobInputError, match="not in this workspace"):
-        cm.load_campaign_data(connection, days=30, campaign_ids=[999999])
+        cm.load_campaign_data(connection, days=30, end=WINDOW_END, campaign_ids=[999999])
     with pytest.raises(cm.JobInputError, match="no messages"):
-        cm.load_campaign_data(connection, days=30, channel="whatsapp")
+        cm.load_campaign_data(connection, days=30, end=WINDOW_END, channel="whatsapp")
 
 
 def test_analysis_flags_exactly_the_planted_underperformers(sandbox, data):
@@ -215,7 +218,7 @@ def test_campaign_filter_narrows_flags_but_keeps_the_whole_channel_as_baseline(s
 
 
 def test_channel_filter_tests_only_that_channel(connection, data):
-    sms = cm.analyse(cm.load_campaign_data(connection, days=30, channel="sms"))
+    sms = cm.analyse(cm.load_campaign_data(connection, days=30, end=WINDOW_END, channel="sms"))
     assert set(sms.tests["channel"]) == {"twilio"}
 
 

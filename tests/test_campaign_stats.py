@@ -376,7 +376,7 @@ def test_flags_exactly_the_planted_underperformers_in_the_sandbox_workspace(seed
     from cio_mavera.sandbox.workspace import generate_workspace
 
     # A fixed end date keeps the drawn counts (which depend on weekdays) identical on every run.
-    workspace = generate_workspace(seed=seed, customers=500, end_date=dt.date(2026, 3, 31))
+    workspace = generate_workspace(seed=seed, customers=500, end=dt.date(2026, 3, 31))
     metrics = workspace.metrics.assign(
         bucket_start=pd.to_datetime(workspace.metrics["day"]).dt.tz_localize("UTC")).drop(columns="day")
     start = pd.Timestamp(workspace.end_date - dt.timedelta(days=29), tz="UTC")

@@ -20,7 +20,6 @@ from cio_mavera.jobs.audiences.charts import (
     plot_profile_heatmap,
     plot_projection,
 )
-from cio_mavera.jobs.audiences.profiles import profile_clusters, profile_text
 from cio_mavera.jobs.audiences.clustering import (
     attribute_relevance,
     build_features,
@@ -30,6 +29,7 @@ from cio_mavera.jobs.audiences.clustering import (
     fit_clusters,
     prepare_attributes,
 )
+from cio_mavera.jobs.audiences.profiles import profile_clusters, profile_text
 from cio_mavera.pii import contains_pii, strip_pii
 
 NOW = "2025-06-01T00:00:00Z"
@@ -242,7 +242,7 @@ def test_infer_schema_on_fixture_types_each_column() -> None:
 
 def _workspace_frame(seed: int, n: int) -> tuple[pd.DataFrame, np.ndarray]:
     workspace = pytest.importorskip("cio_mavera.sandbox.workspace")
-    ws = workspace.generate_workspace(seed=seed, customers=n, end_date=dt.date(2025, 6, 1))
+    ws = workspace.generate_workspace(seed=seed, customers=n, end=dt.date(2025, 6, 1))
     raw = pd.DataFrame(workspace.customer_attribute_strings(ws, range(n)))
     assert all(isinstance(v, str) for v in raw.drop(columns="cio_id").stack())
     return raw, ws

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import settings_for
+from conftest import END, settings_for
 
 from cio_mavera.connect import Connection
 from cio_mavera.customerio.app import AppClient, MetricSeries
@@ -304,7 +304,7 @@ def test_inclusive_windows_share_no_boundary_second() -> None:
 
 
 def test_messages_come_back_once_across_windows(app: AppClient) -> None:
-    now = int(time.time())
+    now = int(END.timestamp())  # the pinned sandbox's end, not today
     everything = list(app.messages(start=now - 360 * 86400, end=now, window=timedelta(days=180)))
     assert everything, "the sandbox workspace has deliveries"
     created = sorted(m["created"] for m in everything)

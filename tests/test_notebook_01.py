@@ -7,6 +7,7 @@ import json
 
 import nbformat
 import pytest
+from conftest import END, PINNED_END
 from notebook_checks import assert_code_free_offline_report, run_nbval
 
 from cio_mavera.reports import NOTEBOOKS_DIR, RunResult, notebook_parameters, run_job
@@ -19,7 +20,7 @@ DEFAULTS = {"days": 30, "start": None, "end": None, "channel": "all", "campaign_
             "max_underperformers": 3, "variations_per_message": 3, "personas": [],
             "validation": "responses", "max_credits": 1500, "refresh": False}
 # Metrics do not depend on the number of customers; a small sandbox starts faster.
-SANDBOX = {"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_SANDBOX_CUSTOMERS": "500"}
+SANDBOX = {"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_SANDBOX_CUSTOMERS": "500", **PINNED_END}
 FAKE_KEYS = {"CIO_SITE_ID": "FAKE-site-Q7W9E2R4T6", "CIO_API_KEY": "FAKE-track-Z8X6C4V2B0N1",
              "CIO_APP_KEY": "FAKE-app-P0O9I8U7Y6T5", "MAVERA_API_KEY": "FAKE-mavera-XYZ123ABC456",
              "CIO_WEBHOOK_SECRET": "FAKE-webhook-L1K2J3H4G5"}
@@ -27,7 +28,7 @@ FAKE_KEYS = {"CIO_SITE_ID": "FAKE-site-Q7W9E2R4T6", "CIO_API_KEY": "FAKE-track-Z
 
 def planted(seed: int) -> set[tuple[int, str]]:
     """The (action, rate) pairs the sandbox planted for `seed`, co-findings included."""
-    truth = generate_workspace(seed=seed, customers=500).truth
+    truth = generate_workspace(seed=seed, customers=500, end=END).truth
     return {(p["action_id"], p["metric"]) for p in truth["underperformers"] + truth["also_low"]}
 
 

@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 import pytest
+from conftest import END, PINNED_END
 from notebook_checks import run_nbval
 from sklearn.metrics import adjusted_rand_score
 
@@ -21,10 +22,11 @@ SEED, CUSTOMERS = 7, 5000
 
 def test_papermill_run_recovers_the_planted_clusters(tmp_path):
     env = {"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(tmp_path / "data"),
-           "CIO_MAVERA_SANDBOX_SEED": str(SEED), "CIO_MAVERA_SANDBOX_CUSTOMERS": str(CUSTOMERS)}
+           "CIO_MAVERA_SANDBOX_SEED": str(SEED), "CIO_MAVERA_SANDBOX_CUSTOMERS": str(CUSTOMERS),
+           **PINNED_END}
     run = run_job("attribute-personas", {}, out_dir=tmp_path / "reports", environment=env)
     results = json.loads(run.results.read_text())
-    truth = generate_workspace(SEED, CUSTOMERS).truth["clusters"]
+    truth = generate_workspace(SEED, CUSTOMERS, end=END).truth["clusters"]
 
     assert results["k"] == truth["k"]
     mapping = pd.read_parquet(results["assignments_path"])
@@ -48,7 +50,7 @@ def _whole_words(values) -> re.Pattern:
 
 
 def test_nothing_personal_reaches_mavera_during_a_run(tmp_path):
-    server = start_sandbox(seed=SEED, customers=2000, request_log_size=100_000)
+    server = start_sandbox(seed=SEED, customers=2000, request_log_size=100_000, end=END)
     try:
         env = {**server.env(), "CIO_MAVERA_MODE": "live",
                "CIO_MAVERA_DATA_DIR": str(tmp_path / "data")}

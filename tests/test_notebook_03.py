@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from conftest import END, PINNED_END
 from notebook_checks import assert_code_free_offline_report, run_nbval
 
 from cio_mavera.reports import NOTEBOOKS_DIR, RunResult, notebook_parameters, run_job
@@ -31,7 +32,8 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def default_run(data_dir) -> RunResult:
     return run_job("retention-research", {}, out_dir=data_dir.parent,
-                   environment={"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(data_dir)})
+                   environment={"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(data_dir),
+                                **PINNED_END})
 
 
 def test_template_has_no_outputs_one_parameters_cell_and_the_python3_kernel():
@@ -46,7 +48,7 @@ def test_template_has_no_outputs_one_parameters_cell_and_the_python3_kernel():
 
 def test_results_hold_the_planted_spike_with_its_audience_and_a_brief(default_run, data_dir):
     results = json.loads(default_run.results.read_text())
-    truth = generate_workspace(seed=7, customers=5000).truth
+    truth = generate_workspace(seed=7, customers=5000, end=END).truth
     spike = truth["spike"]
     assert results["mode"] == "sandbox" and results["parameters"] == DEFAULTS
     hits = [t for t in results["triggers"] if t["kind"] == "campaign" and t["campaign_id"] == spike["campaign_id"]
@@ -66,7 +68,7 @@ def test_results_hold_the_planted_spike_with_its_audience_and_a_brief(default_ru
 
 def test_the_trigger_audience_is_the_planted_cluster(default_run):
     results = json.loads(default_run.results.read_text())
-    truth = generate_workspace(seed=7, customers=5000).truth
+    truth = generate_workspace(seed=7, customers=5000, end=END).truth
     trigger = next(t for t in results["triggers"] if t["campaign_id"] == truth["spike"]["campaign_id"])
     clusters = pd.read_parquet(results["enrichment"]["clusters_path"])
     members = clusters.loc[clusters["cluster"] == trigger["cluster"], "cio_id"]
@@ -84,7 +86,8 @@ def test_report_html_is_code_free_and_self_contained(default_run):
 
 def test_a_rerun_within_the_cooldown_asks_mave_nothing(default_run, data_dir):
     again = run_job("retention-research", {}, out_dir=data_dir.parent,
-                    environment={"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(data_dir)})
+                    environment={"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(data_dir),
+                                **PINNED_END})
     results = json.loads(again.results.read_text())
     assert results["credits_spent"] == 0
     assert Counter(b["status"] for b in results["briefs"]) == Counter({"cooldown": len(results["triggers"])})

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import settings_for
+from conftest import END, settings_for
 
 from cio_mavera.connect import Connection
 from cio_mavera.jobs.context import RunContext
@@ -28,7 +28,7 @@ EVENTS = 4000
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxServer]:
-    server = start_sandbox(seed=7, customers=5000)
+    server = start_sandbox(seed=7, customers=5000, end=END)
     yield server
     server.stop()
 

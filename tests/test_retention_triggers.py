@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import END
 from scipy import stats
 
 from cio_mavera.errors import BudgetExceeded, InvalidParameter
@@ -210,7 +211,7 @@ def test_the_research_prompt_is_aggregates_only():
 
 def _sandbox_events(seed: int, tmp_path, n_events: int = 4000) -> tuple[pd.DataFrame, dict, dict]:
     """The seed's stream through the real event log, enriched like the job does (minus HTTP)."""
-    ws = generate_workspace(seed=seed, customers=5000)
+    ws = generate_workspace(seed=seed, customers=5000, end=END)
     log = EventLog(tmp_path / f"events-{seed}")
     stream = generate_events(ws, n_events, seed=seed)
     log.append(QueuedEvent(str(i), e.event_id, e.body, 0.0) for i, e in enumerate(stream))

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from conftest import END
 
 from cio_mavera.sandbox.customerio import campaigns
 from cio_mavera.sandbox.customerio.data import cio_data
@@ -28,7 +29,7 @@ MATCH_ALL = {"filter": {"and": [{"attribute": {"field": "cio_id", "operator": "e
 @pytest.fixture(scope="module")
 def fast() -> Iterator[SandboxServer]:
     """A sandbox without the 10 req/s limit, for shape tests that send many requests."""
-    server = start_sandbox(seed=7, customers=2000, app_rps=100_000)
+    server = start_sandbox(seed=7, customers=2000, app_rps=100_000, end=END)
     yield server
     server.stop()
 
@@ -220,7 +221,7 @@ def test_action_metrics_filter_by_channel_type(api: Api) -> None:
     ws = api.server.state.workspace
     action = ws.actions.iloc[0]
     path = f"/v1/campaigns/{int(action['campaign_id'])}/actions/{int(action['action_id'])}/metrics"
-    now = int(dt.datetime.now(dt.UTC).timestamp())
+    now = int(ws.end.timestamp())
     params = dict(version=2, res="weeks", start=now - 30 * 86400, end=now)
     own = api.get(path, **params, type=action["channel"])["metric"]["series"]["sent"]
     other = "twilio" if action["channel"] != "twilio" else "email"

@@ -34,7 +34,7 @@ HIGHER_IS_WORSE = {"unsubscribe_rate", "bounce_rate", "spam_complaint_rate"}
 
 @pytest.fixture(scope="module", params=SEEDS)
 def ws(request):
-    return generate_workspace(request.param, 3000, end_date=END)
+    return generate_workspace(request.param, 3000, end=END)
 
 
 def _totals(ws, window: int) -> pd.DataFrame:
@@ -80,8 +80,8 @@ def _expected_findings(ws) -> set[tuple[int, int, str]]:
 
 
 def test_same_seed_generates_identical_workspace():
-    a = generate_workspace(7, 800, end_date=END)
-    b = generate_workspace(7, 800, end_date=END)
+    a = generate_workspace(7, 800, end=END)
+    b = generate_workspace(7, 800, end=END)
     for name in ("campaigns", "actions", "metrics", "segments", "customers"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     assert a.truth == b.truth
@@ -91,8 +91,8 @@ def test_same_seed_generates_identical_workspace():
 
 
 def test_different_seeds_generate_different_data():
-    a = generate_workspace(7, 800, end_date=END)
-    b = generate_workspace(11, 800, end_date=END)
+    a = generate_workspace(7, 800, end=END)
+    b = generate_workspace(11, 800, end=END)
     assert a.site_id != b.site_id and a.workspace_id != b.workspace_id
     assert set(a.customers["cio_id"]).isdisjoint(set(b.customers["cio_id"]))
     assert not a.customers["mrr"].equals(b.customers["mrr"])
@@ -101,8 +101,8 @@ def test_different_seeds_generate_different_data():
 
 
 def test_campaign_metrics_do_not_depend_on_customer_count():
-    small = generate_workspace(7, 100, end_date=END)
-    large = generate_workspace(7, 5000, end_date=END)
+    small = generate_workspace(7, 100, end=END)
+    large = generate_workspace(7, 5000, end=END)
     assert np.array_equal(small.metric_cube, large.metric_cube)
     assert small.truth["underperformers"] == large.truth["underperformers"]
 

@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from conftest import END
 
 from cio_mavera.customerio.webhooks import parse_event
 from cio_mavera.errors import InvalidParameter
@@ -21,7 +22,7 @@ SECRET = "stream-test-secret"
 
 @pytest.fixture(scope="module")
 def workspace():
-    return generate_workspace(seed=7, customers=2000)
+    return generate_workspace(seed=7, customers=2000, end=END)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,7 @@ def test_bad_parameters_are_rejected(workspace):
 
 
 def test_replay_signs_each_request_and_summarises(tmp_path: Path):
-    events = webhook_stream(seed=3, customers=300, n_events=300)
+    events = webhook_stream(seed=3, customers=300, n_events=300, end=END)
     queue = SqliteQueue(tmp_path / "q.sqlite3")
     try:
         with ReceiverThread(create_app(queue, SECRET)) as server:

@@ -12,6 +12,8 @@ from ..errors import ConfigError, InvalidParameter
 from ..sandbox import SandboxConfig
 from ..sandbox.server import SandboxServer
 from ..sandbox.state import SandboxState
+from ..sandbox.workspace.world import WORLD_NAMES, World
+from ..settings import parse_instant as _instant
 from .sandbox_replay import register_replay
 
 DEFAULT_PORT = 8765
@@ -46,6 +48,14 @@ def register(subparsers: Any) -> None:
                        help="region the workspace lives in; keys fail on the other one (default us)")
     serve.add_argument("--credits", type=int, default=None,
                        help="Mavera credits the sandbox key starts with (default 1,000,000)")
+    serve.add_argument("--end", default=None, metavar="WHEN",
+                       help="when the workspace's history stops: an ISO date (the end of that day) "
+                            "or datetime, UTC (default: the start of the current hour)")
+    serve.add_argument("--world", choices=WORLD_NAMES, default="realistic",
+                       help="how messy the data is: realistic (default) or the tidy clean world")
+    serve.add_argument("--knob", action="append", default=[], metavar="PART.NAME=VALUE",
+                       help="set one world knob, e.g. campaigns.heterogeneity_cv=0.3 (repeatable; "
+                            "the truth at /__sandbox__/truth lists them all)")
     serve.set_defaults(handler=serve_command)
     register_replay(actions)
 
@@ -63,6 +73,13 @@ def _check(args: argparse.Namespace) -> None:
         raise InvalidParameter(f"--latency-ms must not be negative, got {args.latency_ms}")
 
 
+def _knob(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise InvalidParameter(f"--knob needs PART.NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
 def serve_command(args: argparse.Namespace) -> int:
     """Start the sandbox, print its environment as shell exports, and serve until interrupted."""
     _check(args)
@@ -71,6 +88,8 @@ def serve_command(args: argparse.Namespace) -> int:
                                  force_429_rate=args.force_429_rate, region=args.region)
     if args.credits is not None:
         knobs["mavera_credits"] = args.credits
+    knobs["end"] = _instant("--end", args.end)
+    knobs["world"] = World.named(args.world).with_knobs(dict(_knob(k) for k in args.knob))
     state = SandboxState(SandboxConfig(**knobs))
     print(f"sandbox: generating the workspace (seed {args.seed}, {args.customers:,} customers)...",
           file=sys.stderr, flush=True)

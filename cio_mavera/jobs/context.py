@@ -93,10 +93,15 @@ class RunContext:
         return write_results(results, parameters=self.parameters)
 
     def close(self) -> None:
-        """Flush the ledger and close the Mavera client if this context opened it."""
+        """Flush the credits ledger; close the Mavera client if this context opened it."""
+        if not self._owns_client:
+            ledger = getattr(self._client, "ledger", None)
+            if ledger is not None:
+                ledger.flush()
+            return
         with self._lock:
             client, self._client = self._client, None
-        if client is not None and self._owns_client:
+        if client is not None:
             client.close()
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
+
+from .workspace.world import World
 
 # Prefixes under which each API is served; the URLs handed out in /__sandbox__/env end with them.
 CIO_APP_PREFIX = "/cio/app"
@@ -23,6 +26,8 @@ class SandboxConfig:
 
     seed: int = 7
     customers: int = 5000
+    end: dt.datetime | dt.date | None = None  # when the workspace's history stops (None: this hour)
+    world: World = field(default_factory=World)  # how messy the data is (realistic by default)
     latency_ms: float = 0.0
     app_rps: int = 10
     fault_rate: float = 0.0  # share of API requests answered with a random 500/503

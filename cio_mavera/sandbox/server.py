@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import threading
 import time
@@ -32,6 +33,7 @@ from .customerio.track_api import track_api
 from .mavera.api import mavera_api
 from .middleware import SandboxMiddleware
 from .state import SandboxState
+from .workspace import World
 
 
 def create_app(state: SandboxState) -> Starlette:
@@ -110,10 +112,12 @@ _shared: dict[tuple, SandboxServer] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_sandbox(seed: int, customers: int) -> SandboxServer:
-    """One in-process sandbox per (seed, size), started on first use and reused afterwards."""
+def shared_sandbox(seed: int, customers: int, *, end: dt.datetime | None = None,
+                   world: str = "realistic") -> SandboxServer:
+    """One in-process sandbox per (seed, size, end, world), started on first use and reused."""
     with _shared_lock:
-        key = (seed, customers)
+        key = (seed, customers, end, world)
         if key not in _shared:
-            _shared[key] = start_sandbox(seed=seed, customers=customers)
+            _shared[key] = start_sandbox(seed=seed, customers=customers, end=end,
+                                         world=World.named(world))
         return _shared[key]

@@ -112,7 +112,8 @@ class SandboxState:
         """The synthetic workspace, generated on first use (1M customers take a few seconds)."""
         with self.lock:
             if self._workspace is None:
-                self._workspace = generate_workspace(self.config.seed, self.config.customers)
+                self._workspace = generate_workspace(self.config.seed, self.config.customers,
+                                                     end=self.config.end, world=self.config.world)
             return self._workspace
 
     def env(self, base_url: str) -> dict[str, str]:

@@ -86,7 +86,7 @@ def load_campaign_data(conn: Connection, *, days: int | None = 30, start: Any = 
     Metrics are pulled for every campaign so each channel's baseline is the whole workspace; the
     channel and campaign filters apply to which messages are reported (see `analyse`).
     """
-    lo, hi = resolve_window(days, start, end)
+    lo, hi = resolve_window(days, start, end, today=conn.today)
     channel = normalise_channel(channel)
     wanted = sorted({int(c) for c in campaign_ids or ()})
     # metrics() pulls actions and campaigns itself (refreshing them too when asked), so read them after.

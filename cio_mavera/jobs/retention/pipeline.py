@@ -17,9 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
 from cio_mavera.connect import Connection
+from cio_mavera.customerio.webhooks import webhook_secret_for
 from cio_mavera.errors import CioMaveraError, InvalidParameter
 from cio_mavera.jobs.retention.data import PIPELINE_DIR
+from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
+from cio_mavera.receiver.queues import open_queue
+from cio_mavera.receiver.worker import drain_once
+from cio_mavera.sandbox.server import shared_sandbox
+from cio_mavera.sandbox.webhooks import generate_events, replay
 
 __all__ = ["PipelineRun", "ReceiverThread", "run_sandbox_pipeline"]
 
@@ -50,8 +58,6 @@ class ReceiverThread:
     """The receiver app under uvicorn on 127.0.0.1 and a free port, in a daemon thread."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
-        import uvicorn
-
         config = uvicorn.Config(app, host=host, port=0, log_level="warning", access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="cio-mavera-receiver", daemon=True)
@@ -76,12 +82,6 @@ class ReceiverThread:
 def run_sandbox_pipeline(conn: Connection, events: int = 4000, seed: int | None = None, *,
                          concurrency: int = 8, rate: float | None = None) -> PipelineRun:
     """Receiver + signed replay of `events` requests + worker drain into a fresh sandbox event log."""
-    from cio_mavera.customerio.webhooks import SANDBOX_WEBHOOK_SECRET
-    from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
-    from cio_mavera.receiver.queues import open_queue
-    from cio_mavera.receiver.worker import drain_once
-    from cio_mavera.sandbox.webhooks import replay, webhook_stream
-
     if conn.mode != "sandbox":
         raise InvalidParameter("run_sandbox_pipeline replays the sandbox stream; in live mode read the "
                                "event log the worker wrote (load_event_log)")
@@ -92,11 +92,14 @@ def run_sandbox_pipeline(conn: Connection, events: int = 4000, seed: int | None 
     root = conn.cache_dir / PIPELINE_DIR
     shutil.rmtree(root, ignore_errors=True)  # a fresh queue and log: the stream is deterministic anyway
     root.mkdir(parents=True)
-    secret = settings.webhook_secret.reveal() if settings.webhook_secret else SANDBOX_WEBHOOK_SECRET
+    secret = webhook_secret_for(settings)
     seconds: dict[str, float] = {}
 
     started = time.perf_counter()
-    stream = webhook_stream(seed=seed, customers=settings.sandbox_customers, n_events=events)
+    # The workspace of the sandbox this connection talks to (same seed, end and world).
+    workspace = shared_sandbox(settings.sandbox_seed, settings.sandbox_customers,
+                               end=settings.sandbox_end, world=settings.sandbox_world).state.workspace
+    stream = generate_events(workspace, events, seed=seed)
     seconds["generate"] = round(time.perf_counter() - started, 3)
     queue = open_queue(root / "queue" / "webhooks.sqlite3")
     try:

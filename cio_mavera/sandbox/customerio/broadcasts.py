@@ -50,7 +50,7 @@ async def broadcast_metrics(request: Request) -> JSONResponse:
 
     # version=2 for broadcasts is described in 2026 docs but its params are UNVERIFIED;
     # the sandbox accepts the campaign v2 params.
-    return metrics_answer(request, daily)
+    return metrics_answer(request, daily, data_of(request).generated_at)
 
 
 routes = [

@@ -79,7 +79,7 @@ async def campaign_metrics(request: Request) -> JSONResponse:
             return metric_series(ws, campaign_id, None, first, last)
         return _sum_series([metric_series(ws, campaign_id, a, first, last) for a in ids])
 
-    return metrics_answer(request, daily)
+    return metrics_answer(request, daily, data_of(request).generated_at)
 
 
 async def action_metrics(request: Request) -> JSONResponse:
@@ -94,7 +94,7 @@ async def action_metrics(request: Request) -> JSONResponse:
             return {}
         return metric_series(ws, campaign_id, int(action.action_id), first, last)
 
-    return metrics_answer(request, daily)
+    return metrics_answer(request, daily, data_of(request).generated_at)
 
 
 def _sum_series(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

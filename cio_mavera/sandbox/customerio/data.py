@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from starlette.requests import Request
 
 from ..state import SandboxState, sandbox_of
@@ -22,7 +20,8 @@ class CioData:
         self.people = People(ws)
         self.broadcasts = Broadcasts(ws)
         self.newsletters = Newsletters(ws)
-        self.generated_at = int(time.time())
+        # The workspace's "now": its end, so a pinned sandbox answers the same on any day.
+        self.generated_at = int(ws.end.timestamp())
         self.messages = Messages(ws, self.newsletters, self.generated_at)
         self.campaign_ids = set(int(c) for c in ws.campaigns["campaign_id"])
         self.segment_ids = set(int(s) for s in ws.segments["segment_id"])

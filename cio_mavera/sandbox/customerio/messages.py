@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -47,8 +45,9 @@ def _page(request: Request, fixed: dict[str, int]) -> JSONResponse:
     q = request.query_params
     limit = page_limit(request, MESSAGES_LIMIT)
     offset = start_offset(request)
-    start_ts, end_ts = _window(q.get("start_ts"), q.get("end_ts"), int(time.time()))
-    sample = data_of(request).messages
+    data = data_of(request)
+    start_ts, end_ts = _window(q.get("start_ts"), q.get("end_ts"), data.generated_at)
+    sample = data.messages
     # Newest first: created descends along `records`, so the window is one contiguous run.
     lo = int(np.searchsorted(-sample.created, -end_ts, side="left"))
     hi = int(np.searchsorted(-sample.created, -start_ts, side="right"))

@@ -11,7 +11,6 @@ fixed diurnal profile and largest-remainder rounding, so hours always add up to 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -223,12 +222,12 @@ def v1_response(daily: DailySource, params: dict[str, str], now: int) -> dict:
     return {"metric": {"series": bucket_series(daily, period, starts, V1_SERIES)}}
 
 
-def metrics_answer(request: Request, daily: DailySource) -> JSONResponse:
-    """The metrics body for this request's query: v2 with `version=2`, else v1 (400 on bad params)."""
+def metrics_answer(request: Request, daily: DailySource, now: int) -> JSONResponse:
+    """The metrics body for this request's query: v2 with `version=2`, else v1 ending at `now`."""
     params = dict(request.query_params)
     try:
         if params.get("version") == "2":
             return app_json(v2_response(daily, params))
-        return app_json(v1_response(daily, params, int(time.time())))
+        return app_json(v1_response(daily, params, now))
     except MetricsParamError as exc:
         raise AppError(400, str(exc)) from exc

@@ -58,7 +58,7 @@ async def newsletter_metrics(request: Request) -> JSONResponse:
     def daily(first: dt.date, last: dt.date) -> dict[str, np.ndarray]:
         return {} if kind not in (None, "email") else newsletters.daily(item, first, last)
 
-    return metrics_answer(request, daily)
+    return metrics_answer(request, daily, data_of(request).generated_at)
 
 
 routes = [

@@ -16,11 +16,12 @@ import datetime as dt
 import json
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ...errors import InvalidParameter
-from ..workspace import Workspace, generate_workspace
+from ..workspace import Workspace, World, generate_workspace
 from ..workspace.campaigns import CHANNEL_PARAMS, SERIES_INDEX
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -234,6 +235,9 @@ def generate_events(workspace: Workspace, n_events: int = 5000, *, seed: int = 0
     return events
 
 
-def webhook_stream(seed: int = 7, customers: int = 5000, n_events: int = 5000, **options) -> list[StreamEvent]:
-    """The stream of the default sandbox workspace for `seed` (same seed as `sandbox serve`)."""
-    return generate_events(generate_workspace(seed=seed, customers=customers), n_events, seed=seed, **options)
+def webhook_stream(seed: int = 7, customers: int = 5000, n_events: int = 5000, *,
+                   end: dt.datetime | dt.date | None = None, world: World | None = None,
+                   **options: Any) -> list[StreamEvent]:
+    """The stream of the sandbox workspace for `seed`, `end` and `world` (as `sandbox serve` makes it)."""
+    workspace = generate_workspace(seed=seed, customers=customers, end=end, world=world)
+    return generate_events(workspace, n_events, seed=seed, **options)

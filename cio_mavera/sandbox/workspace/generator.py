@@ -54,6 +54,7 @@ from .campaigns import (
     true_baselines,
 )
 from .customers import CLUSTER_NAMES, PLANS, K, generate_customers
+from .world import World
 
 RATE_METRICS: tuple[str, ...] = (
     "delivery_rate", "human_open_rate", "human_click_rate", "click_to_open_rate", "conversion_rate",
@@ -92,8 +93,10 @@ class Workspace:
     seed: int
     site_id: str
     workspace_id: int
-    end_date: dt.date
+    end: dt.datetime  # nothing in the workspace happens at or after this instant (UTC)
+    end_date: dt.date  # the last day with metrics (the day `end` falls in, maybe partly)
     days: int
+    world: World
     campaigns: pd.DataFrame
     actions: pd.DataFrame
     metrics: pd.DataFrame
@@ -111,12 +114,19 @@ class Workspace:
         return self.end_date - dt.timedelta(days=self.days - 1)
 
 
-def generate_workspace(seed: int = 7, customers: int = 5000, *, end_date: dt.date | None = None,
-                       days: int = 120) -> Workspace:
-    """Generate the workspace for this seed (end_date defaults to today, UTC)."""
+def generate_workspace(seed: int = 7, customers: int = 5000, *,
+                       end: dt.datetime | dt.date | None = None, days: int = 120,
+                       world: World | None = None) -> Workspace:
+    """Generate the workspace for this seed, `end` and world (deterministic in all four).
+
+    `end` is when the workspace's history stops: a datetime (UTC), or a date meaning the end of that
+    day. It defaults to the start of the current hour, so nothing lies in the future; tests pin it.
+    """
     if customers < 1 or days < 1:
         raise ValueError(f"customers and days must be positive, got customers={customers}, days={days}")
-    end_date = end_date or dt.datetime.now(dt.UTC).date()
+    end = workspace_end(end)
+    end_date = (end - dt.timedelta(microseconds=1)).date()
+    world = world or World()
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
     rng_campaigns, rng_metrics, rng_customers, rng_segments, rng_spike = streams
     anchor = _day_start(end_date)  # customers' timestamps stay before the last metrics day starts
@@ -127,11 +137,12 @@ def generate_workspace(seed: int = 7, customers: int = 5000, *, end_date: dt.dat
     cube = generate_metric_cube(rng_metrics, actions, volumes, plants, campaigns, end_date, days)
     people, labels = generate_customers(rng_customers, customers, anchor, seed)
     segments, members = _segments(rng_segments, people, segment_ids, anchor)
-    spike = _plan_spike(rng_spike, campaigns, actions, volumes, plants, end_date)
-    truth = _truth(plants, actions, people, labels, spike)
+    spike = _plan_spike(rng_spike, campaigns, actions, volumes, plants, end)
+    truth = {**_truth(plants, actions, people, labels, spike),
+             "end": end.isoformat(), "world": world.to_dict()}
     return Workspace(
         seed=seed, site_id=f"sbx-site-{seed}", workspace_id=80_000 + (seed * 7919) % 20_000,
-        end_date=end_date, days=days, campaigns=campaigns.drop(columns="template"),
+        end=end, end_date=end_date, days=days, world=world, campaigns=campaigns.drop(columns="template"),
         actions=actions, metrics=metrics_long(cube, actions, end_date), segments=segments,
         segment_members=members, customers=people, truth=truth, cluster_labels=labels,
         metric_cube=cube,
@@ -169,7 +180,7 @@ def _segments(rng: np.random.Generator, people: pd.DataFrame, ids: dict[str, int
 
 
 def _plan_spike(rng: np.random.Generator, campaigns: pd.DataFrame, actions: pd.DataFrame,
-                volumes: np.ndarray, plants: list[dict], end_date: dt.date) -> dict:
+                volumes: np.ndarray, plants: list[dict], end: dt.datetime) -> dict:
     excluded = {p["campaign_id"] for p in plants}
     excluded |= set(campaigns.loc[campaigns["template"] == "newsletter", "campaign_id"])  # weekly sends
     email = actions.assign(volume=volumes)
@@ -177,7 +188,7 @@ def _plan_spike(rng: np.random.Generator, campaigns: pd.DataFrame, actions: pd.D
     campaign_id = int(rng.choice(np.unique(email["campaign_id"])))
     action = email[email["campaign_id"] == campaign_id].sort_values("volume").iloc[-1]
     candidates = [i for i, name in enumerate(CLUSTER_NAMES) if name != "dormant_trials"]
-    end_ts = _day_start(end_date) + _DAY
+    end_ts = int(end.timestamp())
     start = end_ts - int(rng.integers(48, 6 * 24 + 1)) * 3600
     length = int(rng.integers(24, 49)) * 3600
     return {"campaign_id": campaign_id, "action_id": int(action["action_id"]),
@@ -214,3 +225,13 @@ def _truth(plants: list[dict], actions: pd.DataFrame, people: pd.DataFrame, labe
 
 def _day_start(day: dt.date) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
+
+
+def workspace_end(end: dt.datetime | dt.date | None = None) -> dt.datetime:
+    """The workspace's end instant (UTC): a date means the end of that day; None the current hour."""
+    if end is None:
+        now = dt.datetime.now(dt.UTC)
+        return now.replace(minute=0, second=0, microsecond=0)
+    if isinstance(end, dt.datetime):
+        return end.replace(tzinfo=dt.UTC) if end.tzinfo is None else end.astimezone(dt.UTC)
+    return dt.datetime(end.year, end.month, end.day, tzinfo=dt.UTC) + dt.timedelta(days=1)

@@ -1,0 +1,108 @@
+"""How messy the synthetic world is: the knobs of the sandbox workspace, realistic by default.
+
+Real workspaces are heterogeneous and noisy (messages differ from each other, daily counts are
+over-dispersed, customer attributes overlap and go missing, event streams have cycles and bursts),
+so that is the default. `World.clean()` keeps the old, tidy world as a knob for unit tests. Every
+knob is recorded in the workspace's truth (`/__sandbox__/truth`), settable in `SandboxConfig` and on
+`cio-mavera sandbox serve --world NAME --knob part.name=value`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from cio_mavera.errors import InvalidParameter
+
+WORLD_NAMES = ("realistic", "clean")
+
+
+@dataclass(frozen=True)
+class CampaignWorld:
+    """Knobs of campaigns, messages and their daily metric counts (job 1's data)."""
+
+    @classmethod
+    def clean(cls) -> CampaignWorld:
+        return cls()
+
+
+@dataclass(frozen=True)
+class CustomerWorld:
+    """Knobs of customers and their attributes (job 2's data)."""
+
+    @classmethod
+    def clean(cls) -> CustomerWorld:
+        return cls()
+
+
+@dataclass(frozen=True)
+class StreamWorld:
+    """Knobs of the reporting-webhook stream (job 3's data)."""
+
+    @classmethod
+    def clean(cls) -> StreamWorld:
+        return cls()
+
+
+@dataclass(frozen=True)
+class World:
+    """The three parts of a workspace's world, and the name of the preset they started from."""
+
+    name: str = "realistic"
+    campaigns: CampaignWorld = field(default_factory=CampaignWorld)
+    customers: CustomerWorld = field(default_factory=CustomerWorld)
+    stream: StreamWorld = field(default_factory=StreamWorld)
+
+    @classmethod
+    def clean(cls) -> World:
+        """The tidy world: identical rates per channel, disjoint clusters, flat streams."""
+        return cls("clean", CampaignWorld.clean(), CustomerWorld.clean(), StreamWorld.clean())
+
+    @classmethod
+    def named(cls, name: str) -> World:
+        """The preset called `name` ("realistic" or "clean")."""
+        if name not in WORLD_NAMES:
+            raise InvalidParameter(f"unknown world {name!r}; choose one of {', '.join(WORLD_NAMES)}")
+        return cls.clean() if name == "clean" else cls()
+
+    def with_knobs(self, knobs: dict[str, Any]) -> World:
+        """A copy with knobs replaced, e.g. {"campaigns.heterogeneity_cv": 0.3}."""
+        parts: dict[str, dict[str, Any]] = {}
+        for dotted, value in knobs.items():
+            part, _, name = dotted.partition(".")
+            if part not in ("campaigns", "customers", "stream") or not name:
+                raise InvalidParameter(f"knob {dotted!r} must be campaigns.NAME, customers.NAME or "
+                                       "stream.NAME")
+            known = {f.name: f for f in fields(getattr(self, part))}
+            if name not in known:
+                raise InvalidParameter(f"unknown knob {dotted!r}; {part} has "
+                                       f"{', '.join(sorted(known)) or 'no knobs'}")
+            parts.setdefault(part, {})[name] = _coerce(value, getattr(getattr(self, part), name), dotted)
+        replaced = {part: dataclasses.replace(getattr(self, part), **values)
+                    for part, values in parts.items()}
+        return dataclasses.replace(self, **replaced)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every knob, for the truth."""
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, current: Any, name: str) -> Any:
+    """`value` (often a command-line string) as the type of the knob's current value."""
+    if not isinstance(value, str) or isinstance(current, str):
+        return value
+    try:
+        if isinstance(current, bool):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+    except ValueError:
+        raise InvalidParameter(f"knob {name} needs a {type(current).__name__}, got {value!r}") from None
+    raise InvalidParameter(f"knob {name} cannot be set from the command line")

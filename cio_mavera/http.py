@@ -78,7 +78,7 @@ def default_error(service: str) -> ErrorFactory:
 
 def _sleep(seconds: float) -> None:
     # Looks `time` up at call time, so a test may patch `cio_mavera.http.time` for a client it
-    # cannot hand a `sleep` (tests/test_mavera_client.py does).
+    # cannot hand a `sleep` (tests/mavera/test_mavera_client.py does).
     time.sleep(seconds)
 
 

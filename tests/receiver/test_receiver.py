@@ -26,7 +26,7 @@ from cio_mavera.settings import Secret, Settings
 
 SECRET = "whsec-test-0123456789"
 NOW = 1_800_000_000
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def envelope(event_id: str = "e1", **overrides) -> bytes:

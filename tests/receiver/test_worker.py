@@ -16,7 +16,7 @@ import pytest
 from cio_mavera.receiver.queues import SqliteQueue
 from cio_mavera.receiver.worker import EventLog, drain_once, read_event_log
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAY1 = 1_800_000_000  # 2027-01-15 UTC
 DAY2 = DAY1 + 86400
 

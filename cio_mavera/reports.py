@@ -29,6 +29,10 @@ from traitlets import default
 
 from .errors import CioMaveraError, InvalidParameter
 from .files import atomic_write
+from .jobs.audiences.parameters import PARAMETERS as AUDIENCE_PARAMETERS
+from .jobs.campaigns.parameters import PARAMETERS as CAMPAIGN_PARAMETERS
+from .jobs.retention.parameters import PARAMETERS as RETENTION_PARAMETERS
+from .parameters import ParameterSpec, contains_secret, plain_data, spec_from_defaults
 from .run_results import JOB_ENV, RUN_DIR_ENV, RUN_ID_ENV, json_default
 from .settings import PROJECT_ROOT, load_settings
 
@@ -42,22 +46,30 @@ _HIDDEN_TAGS = {"injected-parameters", "parameters", "remove_cell", "remove-cell
 
 @dataclass(frozen=True)
 class Job:
-    """A job the kit can run: its CLI name, notebook and what it needs to run live."""
+    """A job the kit can run: its CLI name, notebook, what it needs to run live, its parameters."""
 
     name: str
     notebook: str
     needs: tuple[str, ...]
     summary: str
+    parameters: ParameterSpec | None = None  # None: typed loosely from the notebook's defaults
+
+    def spec(self) -> ParameterSpec:
+        """The declared parameters, or ones typed from the notebook's parameters cell."""
+        return self.parameters or spec_from_defaults(notebook_parameters(NOTEBOOKS_DIR / self.notebook))
 
 
 JOBS: dict[str, Job] = {
     job.name: job for job in (
         Job("campaign-messaging", "01_campaign_messaging.ipynb", ("customerio", "mavera"),
-            "campaign metrics -> underperformers -> strategy -> persona-validated variations"),
+            "campaign metrics -> underperformers -> strategy -> persona-validated variations",
+            CAMPAIGN_PARAMETERS),
         Job("attribute-personas", "02_attribute_personas.ipynb", ("customerio", "mavera"),
-            "customer attributes -> audience clusters -> Mavera custom personas"),
+            "customer attributes -> audience clusters -> Mavera custom personas",
+            AUDIENCE_PARAMETERS),
         Job("retention-research", "03_retention_research.ipynb", ("customerio", "mavera"),
-            "signed reporting webhooks -> event log -> Mave retention research"),
+            "signed reporting webhooks -> event log -> Mave retention research",
+            RETENTION_PARAMETERS),
     )
 }
 
@@ -105,19 +117,6 @@ def available_jobs() -> list[Job]:
     return [job for job in JOBS.values() if (NOTEBOOKS_DIR / job.notebook).is_file()]
 
 
-def parse_parameter(value: str) -> Any:
-    """A `-p NAME VALUE` value as a Python literal when it is one (30, 0.5, true, [1, 2]), else text."""
-    lowered = value.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return value
-
-
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
     """The names and default values in a notebook's `parameters` cell."""
     nb = nbformat.read(notebook, as_version=4)
@@ -135,24 +134,36 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
 
 
 def check_parameters(job: Job, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate parameters before anything runs: known names, plain values, never a secret."""
+    """Validate parameters before anything runs: known names, plain data, declared types and
+    values, never a secret. Returns the checked values."""
     for name in parameters:
-        if any(word in name.lower() for word in _SECRETISH):
+        if any(word in str(name).lower() for word in _SECRETISH):
             raise InvalidParameter(f"parameter {name!r} looks like a secret; keys come from the "
                                    "environment or .env, never from parameters")
-    defaults = notebook_parameters(NOTEBOOKS_DIR / job.notebook)
-    unknown = sorted(set(parameters) - set(defaults))
-    if unknown:
-        raise InvalidParameter(
-            f"{job.name} has no parameter(s) {', '.join(unknown)}; it takes: {', '.join(defaults)}")
+    plain = {name: plain_data(name, value) for name, value in parameters.items()}
     known_secrets = load_settings().secrets()
-    for name, value in parameters.items():
-        if isinstance(value, str) and any(s and s in value for s in known_secrets):
+    for name, value in plain.items():
+        if contains_secret(value, known_secrets):
             raise InvalidParameter(f"parameter {name!r} contains a configured key; keys come from "
                                    "the environment, never from parameters")
-        if not isinstance(value, str | int | float | bool | list | dict | type(None)):
-            raise InvalidParameter(f"parameter {name!r} must be a plain literal, got {type(value).__name__}")
-    return dict(parameters)
+    try:
+        return job.spec().check(plain)
+    except InvalidParameter as exc:
+        raise InvalidParameter(f"{job.name}: {exc}") from None
+
+
+def usable_reports_dir(out_dir: Path | None) -> Path:
+    """The reports directory, created and proven writable before anything runs."""
+    reports_dir = Path(out_dir) if out_dir else REPORTS_DIR
+    try:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        probe = reports_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InvalidParameter(f"cannot write reports to {reports_dir} ({exc.strerror or exc}); "
+                               "pass a writable --out DIR") from None
+    return reports_dir
 
 
 def new_run_id() -> str:
@@ -192,7 +203,7 @@ def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: 
     """Execute job `name` into a new run directory and render it; raise RunFailed on failure."""
     job = get_job(name)
     params = check_parameters(job, parameters or {})
-    reports_dir = Path(out_dir) if out_dir else REPORTS_DIR
+    reports_dir = usable_reports_dir(out_dir)
     run = RunResult(job.name, new_run_id(), Path(), "running", params)
     run.run_dir = reports_dir / job.name / run.run_id
     run.run_dir.mkdir(parents=True, exist_ok=True)

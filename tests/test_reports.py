@@ -8,7 +8,8 @@ import pytest
 
 from cio_mavera import reports
 from cio_mavera.errors import InvalidParameter
-from cio_mavera.reports import Job, RunFailed, parse_parameter, run_job
+from cio_mavera.parameters import parse_cli_value
+from cio_mavera.reports import Job, RunFailed, run_job
 
 
 def _notebook(path, body: str, params: str = "days = 30\nlabel = 'x'"):
@@ -109,7 +110,7 @@ def test_unknown_job_lists_the_jobs():
 
 @pytest.mark.parametrize(("text", "value"), [
     ("30", 30), ("0.5", 0.5), ("true", True), ("False", False), ("[1, 2]", [1, 2]),
-    ("email", "email"), ("none", None),
+    ("email", "email"), ("none", None), ('"45"', "45"), ("(1, 2)", "(1, 2)"),
 ])
-def test_cli_parameter_values_are_parsed_as_literals(text, value):
-    assert parse_parameter(text) == value
+def test_cli_parameter_values_are_parsed_as_json_or_kept_as_text(text, value):
+    assert parse_cli_value(text) == value

@@ -1,28 +1,38 @@
-"""`cio-mavera run JOB [-p NAME VALUE]... [--out DIR]`: one job through papermill, then HTML."""
+"""`cio-mavera run JOB [-p NAME VALUE]... [--out DIR]`: one job through papermill, then HTML.
+
+`cio-mavera run JOB --help` lists the job's parameters with their defaults and allowed values.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..reports import JOBS, RunFailed, parse_parameter, run_job
+from ..parameters import parse_cli_value
+from ..reports import JOBS, RunFailed, run_job
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run", help="run one job's notebook and render its report",
         description="Execute a job's notebook with papermill into reports/<job>/<run-id>/ and "
-                    "render report.html and results.json.")
-    parser.add_argument("job", choices=sorted(JOBS), help="which job to run")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                        metavar=("NAME", "VALUE"), help="set a notebook parameter (repeatable)")
-    parser.add_argument("--out", type=Path, default=None, help="reports directory (default ./reports)")
-    parser.add_argument("--cell-timeout", type=int, default=900, help="seconds allowed per cell")
-    parser.set_defaults(handler=handle)
+                    "render report.html and results.json. `run JOB --help` lists its parameters.")
+    jobs = parser.add_subparsers(dest="job", metavar="JOB", required=True)
+    for job in JOBS.values():
+        one = jobs.add_parser(
+            job.name, help=job.summary, formatter_class=argparse.RawDescriptionHelpFormatter,
+            description=f"{job.summary}\n\nparameters (-p NAME VALUE; values are JSON or text):\n"
+                        + job.spec().help_text())
+        one.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                         metavar=("NAME", "VALUE"), help="set a notebook parameter (repeatable)")
+        one.add_argument("--out", type=Path, default=None,
+                         help="reports directory (default ./reports)")
+        one.add_argument("--cell-timeout", type=int, default=900, help="seconds allowed per cell")
+        one.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    parameters = {name: parse_parameter(value) for name, value in args.parameter}
+    parameters = {name: parse_cli_value(value) for name, value in args.parameter}
     print(f"running {args.job} ...", flush=True)
     try:
         run = run_job(args.job, parameters, out_dir=args.out, cell_timeout_s=args.cell_timeout)

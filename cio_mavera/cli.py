@@ -6,11 +6,11 @@ import argparse
 import logging
 import sys
 
-from .commands import demo, pull, run, sandbox, webhooks
+from .commands import batch, demo, pull, run, sandbox, webhooks
 from .errors import CioMaveraError
 
 # Each module registers its own sub-commands, listed in this order by --help.
-COMMAND_MODULES = (demo, run, pull, sandbox, webhooks)
+COMMAND_MODULES = (demo, run, batch, pull, sandbox, webhooks)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ import html
 import json
 import logging
 import os
+import re
 import secrets as _random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ REPORTS_DIR = PROJECT_ROOT / "reports"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 _SECRETISH = ("key", "secret", "token", "password", "credential", "auth")
+_RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{4}")
 _HIDDEN_TAGS = {"injected-parameters", "parameters", "remove_cell", "remove-cell"}
 
 
@@ -199,12 +201,15 @@ class IpcKernelManager(AsyncKernelManager):
 
 
 def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: Path | None = None,
-            cell_timeout_s: int = 900, environment: Mapping[str, str] | None = None) -> RunResult:
+            cell_timeout_s: int = 900, environment: Mapping[str, str] | None = None,
+            run_id: str | None = None) -> RunResult:
     """Execute job `name` into a new run directory and render it; raise RunFailed on failure."""
     job = get_job(name)
     params = check_parameters(job, parameters or {})
     reports_dir = usable_reports_dir(out_dir)
-    run = RunResult(job.name, new_run_id(), Path(), "running", params)
+    if run_id is not None and not _RUN_ID.fullmatch(run_id):
+        raise InvalidParameter(f"run id {run_id!r} must look like {new_run_id()}")
+    run = RunResult(job.name, run_id or new_run_id(), Path(), "running", params)
     run.run_dir = reports_dir / job.name / run.run_id
     run.run_dir.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.UTC)

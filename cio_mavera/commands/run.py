@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         one.add_argument("--out", type=Path, default=None,
                          help="reports directory (default ./reports)")
         one.add_argument("--cell-timeout", type=int, default=900, help="seconds allowed per cell")
+        one.add_argument("--run-id", default=None, help=argparse.SUPPRESS)  # chosen by `batch`
         one.set_defaults(handler=handle)
 
 
@@ -35,7 +36,8 @@ def handle(args: argparse.Namespace) -> int:
     parameters = {name: parse_cli_value(value) for name, value in args.parameter}
     print(f"running {args.job} ...", flush=True)
     try:
-        run = run_job(args.job, parameters, out_dir=args.out, cell_timeout_s=args.cell_timeout)
+        run = run_job(args.job, parameters, out_dir=args.out, cell_timeout_s=args.cell_timeout,
+                      run_id=args.run_id)
     except RunFailed as exc:
         print(f"FAILED: {exc}")
         print(f"  report of the partial run: {exc.run_dir / 'report.html'}")

@@ -65,17 +65,14 @@ class MaveResult:
 
 @dataclass
 class GenerationResult:
-    """One generation: its text variations (one or more) and what it cost."""
+    """One generation: its one piece of generated text (markdown or html) and what it cost."""
 
     id: str | None
-    variations: list[str]
+    content: str
+    content_type: str
     credits: int
     raw: dict[str, Any] = field(repr=False)
     cached: bool = False
-
-    @property
-    def content(self) -> str:
-        return self.variations[0] if self.variations else ""
 
 
 @dataclass

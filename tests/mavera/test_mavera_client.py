@@ -142,13 +142,16 @@ def test_mave_continues_its_thread(make_client) -> None:
     assert [t["id"] for t in client.mave.threads()] == [first.thread_id]
 
 
-def test_generate_returns_the_requested_number_of_variations(make_client) -> None:
+def test_generate_returns_the_one_documented_output(make_client, sandbox) -> None:
     client = make_client()
     apps = {a["id"] for a in client.generations.apps()}
     assert "email-subject-lines" in apps
-    result = client.generations.create("email-subject-lines", {"topic": "spring sale"}, n=4)
-    assert len(result.variations) == 4 and len(set(result.variations)) == 4
-    assert 10 <= result.credits <= 30
+    result = client.generations.create("email-subject-lines", {"topic": "spring sale"})
+    assert result.content.strip() and result.content_type == "markdown"
+    assert result.content == result.raw["output"]
+    assert 10 <= result.credits <= 30 and result.credits == client.credits_spent()
+    sent = httpx.get(f"{sandbox.url}/__sandbox__/requests").json()["requests"][-1]["json"]
+    assert set(sent) == {"app_id", "input_data"}  # no variation count: the request has none
 
 
 def test_focus_group_polls_until_completed_and_scores_every_persona(make_client, personas, sandbox) -> None:
@@ -239,7 +242,7 @@ def test_rerun_hits_the_cache_with_zero_requests_and_zero_credits(make_client, p
             client.responses.create("Score: Spring sale", persona_id=personas[1]["id"],
                                     schema=SCORE_SCHEMA).parsed,
             client.mave.chat("What drives unsubscribes after a sale?").content,
-            client.generations.create("ad-headlines", {"topic": "spring sale"}, n=3).variations,
+            client.generations.create("ad-headlines", {"topic": "spring sale"}).content,
             client.focus_groups.run([personas[0]["id"]], ["Would you click?"],
                                     stimuli=["Spring sale"], poll_s=0).stimuli,
         ]

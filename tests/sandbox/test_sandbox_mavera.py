@@ -446,28 +446,42 @@ def test_mave_stream_sends_content_sources_validation_done(api: httpx.Client) ->
 
 # ------------------------------------------------------------------ generations
 
-def test_generations_return_requested_variations_and_history(api: httpx.Client) -> None:
+def test_generations_answer_one_output_in_the_documented_shape(api: httpx.Client) -> None:
     apps = api.get("/generation-apps").json()["data"]
     assert "email-subject-lines" in {a["id"] for a in apps}
     assert all({"id", "name", "description", "input_fields"} <= set(a) for a in apps)
     created = api.post("/generations", json={
-        "app_id": "email-subject-lines", "persona_id": personas(api)[0]["id"],
-        "input_data": {"topic": "Spring running shoes", "variations": 7}})
+        "app_id": "email-copy", "persona_id": personas(api)[0]["id"],
+        "input_data": {"topic": "Spring running shoes", "key_points": ["Angle: lead with proof"]}})
     assert created.status_code == 201
     gen = created.json()
-    assert len(gen["variations"]) == len(set(gen["variations"])) == 7
-    assert all(v.startswith(SANDBOX_MARK) and "spring running shoes" in v.lower() for v in gen["variations"])
+    documented = {"id", "object", "title", "app", "brand_voice", "input_data", "output", "content",
+                  "content_type", "workspace_id", "usage", "created_at", "updated_at"}
+    assert documented <= set(gen) and "variations" not in gen
     assert gen["content"] == gen["output"] and gen["object"] == "generation"
-    default = api.post("/generations", json={"app_id": "email-copy", "input_data": {"topic": "welcome"}}).json()
-    assert len(default["variations"]) == 3
+    assert SANDBOX_MARK in gen["output"] and "spring running shoes" in gen["output"].lower()
+    assert 10 <= gen["usage"]["credits_used"] <= 30
+    other = api.post("/generations", json={
+        "app_id": "email-copy", "input_data": {"topic": "Spring running shoes",
+                                                "key_points": ["Angle: say what happens next"]}}).json()
+    assert other["output"] != gen["output"]  # another request, another text
     history = api.get("/generations").json()["data"]
-    assert [g["id"] for g in history] == [default["id"], gen["id"]]
-    assert api.get(f"/generations/{gen['id']}").json()["variations"] == gen["variations"]
+    assert [g["id"] for g in history] == [other["id"], gen["id"]]
+    assert api.get(f"/generations/{gen['id']}").json()["output"] == gen["output"]
     assert api.get("/generations/gen_missing").status_code == 404
-    missing = api.post("/generations", json={"app_id": "email-copy", "input_data": {}})
-    assert error_code(missing) == "missing_field" and missing.json()["error"]["param"] == "input_data.topic"
-    too_many = api.post("/generations", json={"app_id": "email-copy", "input_data": {"topic": "x"}, "n": 50})
-    assert error_code(too_many) == "invalid_field"
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"input_data": {"topic": "x"}, "n": 3}, "n"),
+    ({"input_data": {"topic": "x"}, "variations": 3}, "variations"),
+    ({"input_data": {"topic": "x", "variations": 3}}, "input_data.variations"),
+    ({"input_data": {}}, "input_data.topic"),
+])
+def test_generations_refuse_what_the_documented_request_lacks(api: httpx.Client, body: dict,
+                                                              param: str) -> None:
+    refused = api.post("/generations", json={"app_id": "email-copy", **body})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == param
+    assert error_code(refused) in ("invalid_field", "missing_field")
 
 
 # ------------------------------------------------------------------ focus groups

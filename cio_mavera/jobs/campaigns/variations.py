@@ -14,6 +14,7 @@ from cio_mavera.jobs.campaigns.strategy import Strategy
 from cio_mavera.jobs.context import RunContext
 from cio_mavera.jobs.credits import SKIPPABLE
 from cio_mavera.mavera import LISTING_MAX_AGE
+from cio_mavera.mavera.generated import first_option, plain, unquote
 from cio_mavera.pii import assert_no_pii
 
 CURRENT = "current"  # variation_id of the message's live copy, scored as the control
@@ -54,34 +55,62 @@ def current_copy(message: Mapping[str, Any] | Any) -> Variation:
                      "current copy")
 
 
-_LABEL = re.compile(r"^\s*(?:\*\*)?(subject(?: line)?|title|headline|preheader(?: text)?|preview(?: text)?)"
-                    r"(?:\*\*)?\s*:\s*(?:\*\*)?\s*(.+?)\s*(?:\*\*)?$", re.I)
+_LABEL = re.compile(r"^(subject(?: line)?|title|headline|preheader(?: text)?|preview(?: text)?|"
+                    r"body(?: copy)?|cta|call to action|button)\s*[:\-\u2013\u2014]\s*(.*)$", re.I)
+_RULE = re.compile(r"^\s*(?:-{3,}|\*{3,}|_{3,}|={3,})\s*$")
+_SALUTATION = re.compile(r"^(?:hi|hey|hello|dear|greetings)\b(?:\{\{[^}]*\}\}|[^.!?{}]){0,60},$",
+                         re.I)
+_SIGN_OFF = re.compile(r"^(?:cheers|best|thanks|thank you|warmly|regards|best regards|"
+                       r"kind regards|talk soon|see you soon|sincerely)[,!.]?$", re.I)
+
+
+def _label(line: str) -> tuple[str, str]:
+    """("subject" | "preheader" | "body" | "cta" | "", value) for a labelled line of copy."""
+    text = plain(line.replace("**", "").replace("__", ""))
+    match = _LABEL.match(text)
+    if not match:
+        return "", text
+    name = match.group(1).lower()
+    kind = ("subject" if name.startswith(("subject", "title", "headline")) else
+            "preheader" if name.startswith(("preheader", "preview")) else
+            "body" if name.startswith("body") else "cta")
+    return kind, unquote(match.group(2))
 
 
 def parse_variation(text: str, channel: str) -> tuple[str, str, list[str]]:
-    """(subject, preheader, body outline) from one generated text.
+    """(subject, preheader, body outline) from one generated text, however it is formatted.
 
-    Labelled lines ("Subject:", "Preheader:") win; otherwise the first line is the subject (the title
-    for push; SMS has none) and the first sentence of the rest is the preheader.
+    Only the first option counts when the text holds several; chatter, rules, greetings and the
+    sign-off are dropped. Labelled lines ("Subject line:", "**Preview text:**") win; otherwise the
+    first heading or line is the subject (the title for push; SMS has none) and the first sentence
+    of the rest is the preheader.
     """
-    cleaned = re.sub(r"^\s*\d+[.)]\s+", "", (text or "").strip())
-    lines = [line.strip() for line in cleaned.splitlines() if line.strip()]
     subject = preheader = ""
+    titles: list[str] = []
     rest: list[str] = []
-    for line in lines:
-        match = _LABEL.match(line)
-        if match and match.group(1).lower().startswith(("subject", "title", "headline")) and not subject:
-            subject = match.group(2)
-        elif match and not preheader:
-            preheader = match.group(2)
+    for raw in first_option(text).split("\n"):
+        if not raw.strip() or _RULE.match(raw):
+            continue
+        kind, value = _label(raw)
+        if _SIGN_OFF.match(value):
+            break  # the signature and anything after it are not copy
+        if not value or _SALUTATION.match(value):
+            continue
+        if kind == "subject" and not subject:
+            subject = value
+        elif kind == "preheader" and not preheader:
+            preheader = value
+        elif raw.lstrip().startswith("#") and not rest and kind == "":
+            titles.append(value)
         else:
-            rest.append(line)
+            rest.append(value)
     if channel == "twilio":
         # SMS has no subject: every line is body copy.
-        return "", "", [s for line in ([subject] if subject else []) + rest for s in _sentences(_plain(line))]
-    if not subject and rest:
-        subject = rest.pop(0)
-    sentences = [s for line in rest for s in _sentences(_plain(line))]
+        lines = [subject, preheader] if subject or preheader else titles[:1]
+        return "", "", [s for line in [*lines, *rest] if line for s in _sentences(line)]
+    if not subject:
+        subject = titles[0] if titles else (rest.pop(0) if rest else "")
+    sentences = [s for line in rest for s in _sentences(line)]
     if not preheader and channel == "email" and sentences:
         preheader = sentences[0]
         # Inboxes show about 100 characters of preheader; a longer first sentence stays in the body.
@@ -90,12 +119,7 @@ def parse_variation(text: str, channel: str) -> tuple[str, str, list[str]]:
         else:
             preheader = preheader[:_PREHEADER_CHARS - 1].rsplit(" ", 1)[0] + "…"
     outline = sentences or ([preheader] if preheader else [])
-    return _plain(subject), _plain(preheader), outline
-
-
-def _plain(text: str) -> str:
-    text = re.sub(r"\*\*|__|^#+\s*", "", text or "")
-    return re.sub(r"\s+", " ", text).strip()
+    return subject, preheader, outline
 
 
 def _sentences(text: str) -> list[str]:
@@ -124,27 +148,52 @@ def choose_generation_app(apps: Sequence[Mapping[str, Any]], channel: str) -> di
     return dict(apps[0])
 
 
+# One creative direction per generation: the documented request has no variation count and one
+# generation answers with one piece of copy, so N variations are N calls whose inputs differ.
+ANGLES = (
+    "lead with the one benefit that matters most to the reader",
+    "lead with a concrete example or number",
+    "say plainly what happens after the click",
+    "sound like a note from a person, not a brand",
+    "use proof from customers like the reader",
+    "make it shorter and simpler than the current copy",
+)
+
+
+def angle(i: int) -> str:
+    """The creative direction of variation `i` (0-based); later rounds say which take they are."""
+    base = ANGLES[i % len(ANGLES)]
+    return base if i < len(ANGLES) else f"{base} (take {i // len(ANGLES) + 1})"
+
+
 def generation_inputs(message: Mapping[str, Any], strategy: Strategy, app: Mapping[str, Any],
-                      n: int) -> dict[str, Any]:
-    """Inputs for the app: topic, audience, tone and key points shaped by the strategy and the shortfall."""
+                      direction: str = "") -> dict[str, Any]:
+    """Inputs for the app: topic, audience, tone and key points shaped by the strategy and the
+    shortfall, with `direction` (one of ANGLES) where the app takes it: key points, else tone,
+    else the topic. Only fields the app declares are sent."""
     shortfalls = ", ".join(campaign_stats.rate_definition(m).label.lower() for m in message["metrics"])
     topic = " - ".join(s for s in (redact_contacts(str(message.get("name") or "")),
                                    redact_contacts(str(message.get("subject") or "")),
                                    body_excerpt(str(message.get("body") or ""), 160)) if s)
-    points = [f"Fix the low {shortfalls}", *strategy.key_points]
+    topic = topic or f"{message['channel']} message {message['action_id']}"
+    names = _field_names(app.get("input_fields") or app.get("input_schema") or app.get("input_data"))
+    points = [f"Fix the low {shortfalls}", *([f"Angle: {direction}"] if direction else []),
+              *strategy.key_points]
+    tone = "clear, specific, no hype"
+    if direction and names and "key_points" not in names:
+        if "tone" in names:
+            tone = f"{tone}; {direction}"
+        else:
+            topic = f"{topic} ({direction})"
     inputs: dict[str, Any] = {
-        "topic": topic or f"{message['channel']} message {message['action_id']}",
+        "topic": topic,
         "target_audience": "existing customers of the product who receive this message",
-        "tone": "clear, specific, no hype",
+        "tone": tone,
         "key_points": points[:4],
-        "variations": n,
-        "channel": message["channel"],
     }
-    fields = app.get("input_fields") or app.get("input_schema") or app.get("input_data")
-    names = _field_names(fields)
     if names:
         inputs = {k: v for k, v in inputs.items() if k in names}
-        if "topic" not in inputs and names:
+        if "topic" not in inputs:
             inputs[sorted(names)[0]] = topic
     assert_no_pii(inputs, what="the generation request")
     return inputs
@@ -162,26 +211,29 @@ def _field_names(fields: Any) -> set[str]:
 def generate_variations(run: RunContext, underperformer: Mapping[str, Any] | Any, strategy: Strategy,
                         n: int = 3, *, apps: Sequence[Mapping[str, Any]] | None = None,
                         ) -> list[Variation]:
-    """`n` new variations of one underperforming message from a Generate app, shaped by the strategy."""
+    """`n` new variations of one underperforming message, one Generate call each (see ANGLES).
+
+    Each call is budgeted, booked and cached on its own, so a re-run spends nothing. A refused
+    call ends the message's variations there: the ones already made are kept, the rest skipped.
+    """
     message = underperformer if isinstance(underperformer, Mapping) else underperformer._asdict()
     if n < 1:
         return []
     if apps is None:
         apps = run.mavera.generations.apps(max_age=LISTING_MAX_AGE)
     app = choose_generation_app(apps, str(message["channel"]))
-    inputs = generation_inputs(message, strategy, app, n)
-    what = f"{n} variations of message {message['action_id']}"
-    try:
-        result = run.mavera.generations.create(str(app["id"]), inputs, n=n)
-    except SKIPPABLE as exc:
-        run.skip("generate", what, exc)
-        return []
-    texts = _split_variations(result.variations, n)
-    out = []
-    for i, text in enumerate(texts[:n]):
-        subject, preheader, outline = parse_variation(text, str(message["channel"]))
-        out.append(Variation(int(message["action_id"]), chr(ord("A") + i) if i < 26 else f"V{i + 1}",
-                             str(message["channel"]), subject, preheader, outline, str(app["id"])))
+    channel, action_id = str(message["channel"]), int(message["action_id"])
+    out: list[Variation] = []
+    for i in range(n):
+        inputs = generation_inputs(message, strategy, app, angle(i))
+        try:
+            result = run.mavera.generations.create(str(app["id"]), inputs)
+        except SKIPPABLE as exc:
+            run.skip("generate", f"{n - i} of {n} variations of message {action_id}", exc)
+            break
+        subject, preheader, outline = parse_variation(result.content, channel)
+        out.append(Variation(action_id, chr(ord("A") + i) if i < 26 else f"V{i + 1}", channel,
+                             subject, preheader, outline, str(app["id"])))
     return out
 
 
@@ -198,13 +250,4 @@ def draft_variations(run: RunContext, findings: Findings, strategy: Strategy, n:
         # The live copy is only worth scoring as the control of new copy.
         drafts += [current_copy(message), *new] if new else []
     return drafts
-
-
-def _split_variations(texts: Sequence[str], n: int) -> list[str]:
-    """One text per variation; a single text with a numbered list is split at its items."""
-    if len(texts) != 1 or n == 1:
-        return list(texts)
-    parts = re.split(r"\n\s*\n(?=\s*\d+[.)]\s)", texts[0].strip())
-    return parts if len(parts) > 1 else list(texts)
-
 

@@ -27,14 +27,14 @@ class Generations(Resource):
 
         return core.listings.fetch("generation_apps", fetch, max_age=max_age, refresh=core.refresh)
 
-    def create(self, app_id: str, inputs: Mapping[str, Any], *, n: int = 1,
-               persona_id: str | None = None, brand_voice_id: str | None = None,
-               title: str | None = None) -> GenerationResult:
-        """Run a generation app on `inputs`, asking for `n` variations."""
+    def create(self, app_id: str, inputs: Mapping[str, Any], *, persona_id: str | None = None,
+               brand_voice_id: str | None = None, title: str | None = None) -> GenerationResult:
+        """Run a generation app on `inputs`: one piece of copy (the documented `output`).
+
+        The documented request has no variation count, so N variations are N calls with distinct
+        inputs (each cached and budgeted on its own); see jobs/campaigns/variations.py.
+        """
         body: dict[str, Any] = {"app_id": app_id, "input_data": dict(inputs)}
-        if n != 1:
-            # UNVERIFIED: the reference has no variation-count field; `n` follows the OpenAI name.
-            body["n"] = n
         for name, value in (("persona_id", persona_id), ("brand_voice_id", brand_voice_id),
                             ("title", title)):
             if value:
@@ -42,17 +42,14 @@ class Generations(Resource):
         data, cached = self._core.call("generations", "POST", "/generations", body=body,
                                        cost="generation", what=app_id, cacheable=True,
                                        idempotent=False)
-        return GenerationResult(data.get("id"), variations(data), credits_of(data), data, cached)
+        return GenerationResult(data.get("id"), generated_text(data),
+                                str(data.get("content_type") or "markdown").lower(),
+                                credits_of(data), data, cached)
 
 
-def variations(data: dict[str, Any]) -> list[str]:
-    """The text variations of a generation body (one or more)."""
-    found = data.get("variations")
-    if isinstance(found, list) and found:
-        return [str(v.get("content") or v.get("output") or "") if isinstance(v, dict) else str(v)
-                for v in found]
-    # Old generation shape used `markdown`; the new one `output` and `content`.
-    for name in ("content", "output", "markdown"):
-        if data.get(name):
-            return [str(data[name])]
-    return []
+def generated_text(data: dict[str, Any]) -> str:
+    """The generated text: `output` (or its copy `content`), or the old shape's `markdown`."""
+    for name in ("output", "content", "markdown"):
+        if isinstance(data.get(name), str) and data[name]:
+            return data[name]
+    return ""

@@ -1,4 +1,4 @@
-"""/generation-apps and /generations: Generate's apps, new variations, and the generation history."""
+"""/generation-apps and /generations: Generate's apps, one piece of copy per generation, and the history."""
 
 from __future__ import annotations
 
@@ -10,36 +10,38 @@ from starlette.responses import JSONResponse, Response
 from .clock import now_iso
 from .errors import invalid, missing, not_found
 from .params import DEFAULT_WORKSPACE_ID, page, read_body
-from .prose import generation_variations
+from .prose import generation_output
 from .resource import Resource
 from .text import canonical, count_tokens, snippet
 
-MAX_GENERATION_VARIATIONS = 20
+# The documented request body (§8.2). Anything else (an OpenAI-style `n`, a `variations` count)
+# is refused with 400: the real service may ignore it, and a client that counts on getting
+# several variations back from one call must fail here rather than live.
+REQUEST_FIELDS = frozenset({"app_id", "input_data", "brand_voice_id", "persona_id", "workspace_id",
+                            "title", "stream"})
 # Generation apps: the list endpoint's schema is NOT FOUND (§8.1); fields follow the feature page
-# (`id`, `name`, `description`, `input_fields`). `variations` is a sandbox input: the docs do not
-# say how many variants an app returns.
+# (`id`, `name`, `description`, `input_fields`). None takes a variation count: one generation is
+# one piece of copy. input_data keys an app does not declare are refused (the reference says they
+# "should match the app's input_fields").
 GENERATION_APPS: tuple[dict[str, Any], ...] = (
     {"id": "email-subject-lines", "name": "Email Subject Lines", "category": "email",
      "description": "Subject-line variations for an email campaign.",
      "input_fields": [
          {"name": "topic", "type": "string", "required": True, "description": "What the email is about"},
          {"name": "target_audience", "type": "string", "required": False},
-         {"name": "tone", "type": "string", "required": False},
-         {"name": "variations", "type": "integer", "required": False, "default": 5}]},
+         {"name": "tone", "type": "string", "required": False}]},
     {"id": "email-copy", "name": "Email Copy", "category": "email",
      "description": "Short email bodies with a headline and a call to action.",
      "input_fields": [
          {"name": "topic", "type": "string", "required": True},
          {"name": "target_audience", "type": "string", "required": False},
          {"name": "key_points", "type": "array", "required": False},
-         {"name": "tone", "type": "string", "required": False},
-         {"name": "variations", "type": "integer", "required": False, "default": 3}]},
+         {"name": "tone", "type": "string", "required": False}]},
     {"id": "ad-headlines", "name": "Ad Headlines", "category": "ad_copy",
      "description": "Headline variations for paid social and search ads.",
      "input_fields": [
          {"name": "topic", "type": "string", "required": True},
-         {"name": "platform", "type": "string", "required": False},
-         {"name": "variations", "type": "integer", "required": False, "default": 5}]},
+         {"name": "platform", "type": "string", "required": False}]},
     {"id": "blog-post-generator", "name": "Blog Post Generator", "category": "blog",
      "description": "A blog post outline and draft on a topic.",
      "input_fields": [
@@ -47,14 +49,12 @@ GENERATION_APPS: tuple[dict[str, Any], ...] = (
          {"name": "target_audience", "type": "string", "required": False},
          {"name": "tone", "type": "string", "required": False},
          {"name": "length", "type": "string", "required": False},
-         {"name": "key_points", "type": "array", "required": False},
-         {"name": "variations", "type": "integer", "required": False, "default": 1}]},
+         {"name": "key_points", "type": "array", "required": False}]},
     {"id": "social-post", "name": "Social Post", "category": "social",
      "description": "Posts for a social platform.",
      "input_fields": [
          {"name": "topic", "type": "string", "required": True},
-         {"name": "platform", "type": "string", "required": False},
-         {"name": "variations", "type": "integer", "required": False, "default": 3}]},
+         {"name": "platform", "type": "string", "required": False}]},
 )
 APPS_BY_ID = {app["id"]: app for app in GENERATION_APPS}
 
@@ -84,6 +84,10 @@ class Generations(Resource):
 
     async def post(self, request: Request) -> Response:
         body = await read_body(request)
+        unknown = sorted(set(body) - REQUEST_FIELDS)
+        if unknown:
+            raise invalid(unknown[0], f"not a field of POST /generations (documented: "
+                                      f"{', '.join(sorted(REQUEST_FIELDS))})")
         app_id = body.get("app_id")
         if app_id is None:
             raise missing("app_id")
@@ -95,16 +99,19 @@ class Generations(Resource):
             raise missing("input_data")
         if not isinstance(inputs, dict):
             raise invalid("input_data", "must be an object keyed by the app's input_fields")
+        declared = {spec["name"] for spec in app["input_fields"]}
         for spec in app["input_fields"]:
             if spec.get("required") and inputs.get(spec["name"]) in (None, ""):
                 raise missing(f"input_data.{spec['name']}")
-        count = _variation_count(body, inputs, app)
+        extra = sorted(set(inputs) - declared)
+        if extra:
+            raise invalid(f"input_data.{extra[0]}",
+                          f"{app_id} takes {', '.join(sorted(declared))}")
         persona = self.persona_for(body, required=False)
-        variations = generation_variations(app_id, inputs, count, persona)
-        output = "\n\n".join(f"{i}. {v}" for i, v in enumerate(variations, 1))
+        output = generation_output(app_id, inputs, persona)
         prompt_tokens = count_tokens(canonical(inputs))
         completion_tokens = count_tokens(output)
-        cost = min(30, 10 + 2 * (count - 1) + completion_tokens // 200)  # 10-30 credits (§1.5)
+        cost = min(30, 10 + completion_tokens // 40)  # 10-30 credits (§1.5)
         now = now_iso()
         brand_voice_id = body.get("brand_voice_id")
         account = self.account
@@ -118,7 +125,7 @@ class Generations(Resource):
                 "brand_voice": {"id": brand_voice_id, "label": "Sandbox brand voice"} if brand_voice_id else None,
                 "persona": {"id": persona.id, "name": persona.name} if persona else None,
                 "input_data": inputs, "output": output, "content": output, "content_type": "markdown",
-                "variations": variations, "workspace_id": body.get("workspace_id") or DEFAULT_WORKSPACE_ID,
+                "workspace_id": body.get("workspace_id") or DEFAULT_WORKSPACE_ID,
                 "credits_used": cost, "created_at": now, "updated_at": now, "sandbox": True,
             }
             account.generations[ident] = record
@@ -160,18 +167,3 @@ class GenerationById(Resource):
             del self.account.generations[record["id"]]
         return JSONResponse({"id": record["id"], "object": "generation", "deleted": True})
 
-
-def _variation_count(body: dict[str, Any], inputs: dict[str, Any], app: dict[str, Any]) -> int:
-    default = next((f.get("default", 1) for f in app["input_fields"] if f["name"] == "variations"), 1)
-    raw, param = default, None
-    for source, names in ((inputs, ("variations", "count", "num_variations", "n")),
-                          (body, ("n", "variations", "count"))):
-        for name in names:
-            if source.get(name) is not None:
-                raw, param = source[name], name
-                break
-        if param:
-            break
-    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_GENERATION_VARIATIONS:
-        raise invalid(param or "variations", f"must be an integer from 1 to {MAX_GENERATION_VARIATIONS}")
-    return raw

@@ -97,6 +97,8 @@ _SUBJECT_HOOKS = (
     "{T}, made simple",
     "We picked these {t} ideas for you",
     "Is {t} worth it? An honest look",
+    "Quick question about {t}",
+    "The {t} guide we wish we had",
 )
 _BODY_CLOSERS = (
     "Reply to this email if you have questions — a real person reads every one.",
@@ -105,31 +107,47 @@ _BODY_CLOSERS = (
     "Thousands of teams already rely on it.",
     "Offer ends today.",
 )
+_CTAS = ("Get started", "See what's new", "Finish setting up", "Take a look", "Claim your spot")
+_PREAMBLES = ("Here's a fresh version of your email:", "Sure! Here is one option:",
+              "Below is a draft you can use:", "Absolutely — here's a take on it:")
+_OUTROS = ("Let me know if you'd like a different tone!", "Hope this helps.",
+           "Want me to shorten it further?")
 
 
-def generation_variations(app_id: str, inputs: dict[str, Any], count: int,
-                          persona: Persona | None) -> list[str]:
-    """`count` distinct sandbox variations for a generation app and its inputs."""
+def generation_output(app_id: str, inputs: dict[str, Any], persona: Persona | None) -> str:
+    """One generated text for a generation app and its inputs, as messy as a real model's.
+
+    Generate answers with one `output` (mavera-api.md §8.2), so one request gives one piece of
+    copy. Its layout varies with the request, the way a model's does: a chatty preamble,
+    markdown headings, bold labels, quoted subject lines, an "Option 1:" heading, a horizontal
+    rule, a sign-off, an outro. The subject line carries SANDBOX_MARK so the copy stays visibly
+    sandbox output after a client has stripped the chatter around it.
+    """
     topic_text = str(inputs.get("topic") or inputs.get("product") or inputs.get("subject") or
                      inputs.get("message") or canonical(inputs))
     plain = " ".join(unmark(topic_text).split())
     topic = (plain.lower() if 0 < len(plain.split()) <= 6 else " ".join(keywords(topic_text, 3))) or "your account"
     rng = rng_for("generation", app_id, inputs, persona.id if persona else None)
-    hooks = list(_SUBJECT_HOOKS)
-    rng.shuffle(hooks)
+    line = rng.choice(_SUBJECT_HOOKS).format(t=topic, T=topic[:1].upper() + topic[1:])
+    subject = f"{SANDBOX_MARK}{line}"
+    if app_id in ("email-subject-lines", "ad-headlines"):
+        return rng.choice((f'"{subject}"', f"**{subject}**", f"Subject line: {subject}",
+                           f"{rng.choice(_PREAMBLES)}\n\n1. {subject}"))
     audience = inputs.get("target_audience") or inputs.get("audience") or (persona.name if persona else "")
-    out: list[str] = []
-    for i in range(count):
-        hook = hooks[i % len(hooks)]
-        line = hook.format(t=topic, T=topic[:1].upper() + topic[1:])
-        if i >= len(hooks):
-            line = f"{line} (take {i // len(hooks) + 1})"
-        if app_id in ("email-subject-lines", "ad-headlines"):
-            out.append(f"{SANDBOX_MARK}{line}")
-            continue
-        closer = rng.choice(_BODY_CLOSERS)
-        aud = f" for {audience}" if audience else ""
-        points = inputs.get("key_points")
-        detail = ("; ".join(map(str, points)) if isinstance(points, list) else str(points)) if points else topic
-        out.append(f"{SANDBOX_MARK}**{line}**\n\nA short note{aud} about {detail}. {closer}")
-    return out
+    points = inputs.get("key_points")
+    detail = ("; ".join(map(str, points)) if isinstance(points, list) else str(points)) if points else topic
+    aud = f" for {audience}" if audience else ""
+    preheader = f"A short note{aud} about {topic}."
+    detail = detail.strip().rstrip(".")
+    body = [f"{detail[:1].upper()}{detail[1:]}.", rng.choice(_BODY_CLOSERS)]
+    cta = rng.choice(_CTAS)
+    layouts = (
+        f"{rng.choice(_PREAMBLES)}\n\n**Subject line:** \u201c{subject}\u201d\n"
+        f"**Preview text:** {preheader}\n\n---\n\nHi there,\n\n{body[0]}\n\n{body[1]}\n\n"
+        f"**{cta} \u2192**\n\nCheers,\nThe team\n\n{rng.choice(_OUTROS)}",
+        f"### Option 1: {cta}\n\nSubject: '{subject}'\nPreheader: {preheader}\n\nBody:\n"
+        f"- {body[0]}\n- {body[1]}\n- CTA: {cta}",
+        f"# {subject}\n\n_{preheader}_\n\n{body[0]} {body[1]}\n\n[{cta}](https://example.com/sandbox)",
+        f"1. **Subject:** \"{subject}\"\n   **Preheader:** {preheader}\n\n{body[0]}\n\n{body[1]}",
+    )
+    return rng.choice(layouts)

@@ -40,6 +40,10 @@ class SandboxMiddleware:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (SANDBOX_HEADER.lower().encode(), b"1")]
+                if not is_admin:
+                    # Logged before the answer leaves, so a client that has its answer can
+                    # read the log entry of its request without waiting for it.
+                    self.state.log_request(scope["method"], path, _decode(b"".join(chunks)))
             await send(message)
 
         if not is_admin:
@@ -51,8 +55,6 @@ class SandboxMiddleware:
                 await _fault_response(self.state, path, fault)(scope, receive, marking_send)
                 return
         await self.app(scope, recording_receive if not is_admin else receive, marking_send)
-        if not is_admin:
-            self.state.log_request(scope["method"], path, _decode(b"".join(chunks)))
 
 
 def _fault_response(state: SandboxState, path: str, fault: Fault) -> Response:

@@ -47,6 +47,10 @@ class ServerError(ApiError):
     """5xx or a connection failure after every retry was spent."""
 
 
+class Unreachable(ServerError):
+    """The host cannot be reached in a way retrying cannot fix (no such host, certificate refused)."""
+
+
 class CreditsExhausted(ApiError):
     """402 from Mavera: no credits left (`credits_exhausted`) or a workspace budget hit (`budget_exceeded`)."""
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from .errors import ApiError, AuthError, NotFound, RateLimited, ServerError
+from .errors import ApiError, AuthError, NotFound, RateLimited, ServerError, Unreachable
 from .ratelimit import NoLimit, RateLimiter
 from .transports import (
     ATTEMPTS,
@@ -42,8 +42,16 @@ from .transports import (
     RetryTransport,
     loggable,
     may_have_reached_server,
+    permanent_failure,
     retry_after_seconds,
 )
+
+# What to check when a service's host cannot be reached (the services' names in their errors).
+_SETTINGS_TO_CHECK = {
+    "customerio-app": "CIO_REGION (us or eu) and CIO_APP_URL",
+    "customerio-track": "CIO_REGION (us or eu) and CIO_TRACK_URL",
+    "mavera": "MAVERA_BASE_URL",
+}
 
 __all__ = ["HttpClient", "RequestStats", "RetryPolicy", "default_error", "loggable", "redact",
            "retry_after_seconds"]
@@ -203,6 +211,13 @@ class HttpClient:
             response.close()
 
     def _transport_error(self, exc: httpx.TransportError, request: httpx.Request) -> ServerError:
+        reason = permanent_failure(exc)
+        if reason is not None:
+            host = request.url.host or str(request.url)
+            return Unreachable(
+                f"cannot reach {self.service} at {host}: {reason} (not retried); check "
+                f"{_SETTINGS_TO_CHECK.get(self.service, 'the base URL settings')} and any "
+                "HTTPS_PROXY/NO_PROXY setting", service=self.service)
         not_retried = may_have_reached_server(exc) and not request.extensions[IDEMPOTENT]
         message = redact(f"{self.service} {request.extensions[ROUTE]}: {type(exc).__name__}: {exc}",
                          self._secrets)

@@ -17,7 +17,8 @@ import logging
 import os
 import re
 import secrets as _random
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,11 +203,17 @@ class IpcKernelManager(AsyncKernelManager):
 
 def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: Path | None = None,
             cell_timeout_s: int = 900, environment: Mapping[str, str] | None = None,
-            run_id: str | None = None) -> RunResult:
-    """Execute job `name` into a new run directory and render it; raise RunFailed on failure."""
+            run_id: str | None = None, progress: Callable[[str], None] | None = None) -> RunResult:
+    """Execute job `name` into a new run directory and render it; raise RunFailed on failure.
+
+    `progress` is told as each step (code cell, named by its section heading) starts and ends.
+    """
     job = get_job(name)
     params = check_parameters(job, parameters or {})
     reports_dir = usable_reports_dir(out_dir)
+    # Missing keys are found here, not half way through the notebook (auto mode falls back to the
+    # sandbox; CIO_MAVERA_MODE=live without them is an error naming the variables).
+    load_settings({**os.environ, **(environment or {})}).resolve_mode(*job.needs)
     if run_id is not None and not _RUN_ID.fullmatch(run_id):
         raise InvalidParameter(f"run id {run_id!r} must look like {new_run_id()}")
     run = RunResult(job.name, run_id or new_run_id(), Path(), "running", params)
@@ -225,7 +232,8 @@ def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: 
                 str(NOTEBOOKS_DIR / job.notebook), str(run.notebook), parameters=params,
                 kernel_name="python3", cwd=str(PROJECT_ROOT), execution_timeout=cell_timeout_s,
                 progress_bar=False, log_output=False, report_mode=False,
-                kernel_manager_class="cio_mavera.reports.IpcKernelManager")
+                kernel_manager_class="cio_mavera.reports.IpcKernelManager",
+                **_step_hooks(NOTEBOOKS_DIR / job.notebook, progress))
     except papermill.PapermillExecutionError as exc:
         error = f"cell {exc.exec_count or exc.cell_index} raised {exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel died, timeout: the notebook on disk still shows how far it got
@@ -242,6 +250,42 @@ def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: 
                         f"{run.notebook}", run.run_dir)
     _stamp_results(run)
     return run
+
+
+def _step_hooks(notebook: Path, progress: Callable[[str], None] | None) -> dict[str, Any]:
+    """nbclient hooks that report each code cell as a step named by its section heading.
+
+    The parameters cells (the template's and papermill's injected one) are not steps.
+    """
+    if progress is None:
+        return {}
+    nb = nbformat.read(notebook, as_version=4)
+    heading, steps = "Setup", {}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            # Section headings (##, ###) name steps; the title above them does not.
+            titles = [line.lstrip("#").strip() for line in cell.source.splitlines()
+                      if line.startswith("##")]
+            heading = titles[0] if titles else heading
+        elif "parameters" not in cell.get("metadata", {}).get("tags", []):
+            first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
+            # A cell that starts with a comment names its own step ("# Pull campaign metrics").
+            steps[cell.get("id")] = first.lstrip("# ").strip() if first.startswith("# ") else heading
+    numbers = {cell_id: n for n, cell_id in enumerate(steps, start=1)}
+    started: dict[str, float] = {}
+
+    def on_start(cell: Any, **_: Any) -> None:
+        if cell.get("id") in steps:
+            started[cell.get("id")] = time.monotonic()
+            progress(f"  [{numbers[cell.get('id')]}/{len(steps)}] {steps[cell.get('id')]} ...")
+
+    def on_executed(cell: Any, **_: Any) -> None:
+        if cell.get("id") in started:
+            seconds = time.monotonic() - started[cell.get("id")]
+            progress(f"  [{numbers[cell.get('id')]}/{len(steps)}] {steps[cell.get('id')]}: "
+                     f"{seconds:.1f} s")
+
+    return {"on_cell_start": on_start, "on_cell_executed": on_executed}
 
 
 def _write_run_record(run: RunResult, started: dt.datetime, error: str | None = None) -> None:

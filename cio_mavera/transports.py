@@ -12,6 +12,8 @@ import email.utils
 import logging
 import random
 import re
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -117,6 +119,26 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+# getaddrinfo's "no such name" answers: the host does not exist (a typo, a wrong region host, no DNS
+# for it behind a proxy); asking again cannot change that.
+_NO_SUCH_HOST = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def permanent_failure(exc: httpx.TransportError) -> str | None:
+    """Why retrying `exc` cannot help (the host does not resolve, its certificate is refused, the URL
+    is unusable), or None when it might: a refused or dropped connection, a timeout."""
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+        return "the URL is not usable"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, socket.gaierror) and cause.errno in _NO_SUCH_HOST:
+            return "the host name does not resolve"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return "its TLS certificate was refused"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def may_have_reached_server(exc: httpx.TransportError) -> bool:
     """False only for a connection that never opened: the server cannot have acted on it."""
     return not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
@@ -200,7 +222,7 @@ class RetryTransport(httpx.BaseTransport):
                 if not options.get(STREAM, False):
                     response.read()
             except httpx.TransportError as exc:
-                if attempt > self.policy.max_retries or (
+                if attempt > self.policy.max_retries or permanent_failure(exc) or (
                         may_have_reached_server(exc) and not idempotent):
                     raise
                 pause = self.policy.backoff(attempt)

@@ -7,12 +7,13 @@ the same layer over real loopback.
 
 import email.utils
 import logging
+import socket
 import time
 
 import httpx
 import pytest
 
-from cio_mavera.errors import ApiError, AuthError, RateLimited, ServerError
+from cio_mavera.errors import ApiError, AuthError, RateLimited, ServerError, Unreachable
 from cio_mavera.http import HttpClient, RetryPolicy, redact, retry_after_seconds
 
 FAST = RetryPolicy(max_retries=3, backoff_base_s=0.001, backoff_cap_s=0.002)
@@ -221,4 +222,34 @@ def test_body_dropped_half_way_is_retried_like_a_dropped_connection():
     transport, seen = scripted(httpx.Response(200, content=dropped()), httpx.Response(200, json={"ok": 1}))
     with client(transport) as http:
         assert http.get_json("/x") == {"ok": 1}
+    assert len(seen) == 2
+
+
+def _no_such_host() -> httpx.ConnectError:
+    """A ConnectError caused, as in httpx, by getaddrinfo's "no such name" answer."""
+    try:
+        try:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        except socket.gaierror as dns:
+            raise httpx.ConnectError(str(dns)) from dns
+    except httpx.ConnectError as exc:
+        return exc
+
+
+def test_a_host_that_does_not_resolve_fails_at_once_naming_what_to_check():
+    transport, seen = scripted(_no_such_host(), httpx.Response(200))
+    http = HttpClient(service="customerio-app", base_url="https://api.eu.customer.io/v1",
+                      transport=transport, retry=FAST, sleep=lambda s: None)
+    with http, pytest.raises(Unreachable) as info:
+        http.get_json("/campaigns")
+    assert len(seen) == 1  # not retried: asking DNS again cannot create the host
+    message = str(info.value)
+    assert "api.eu.customer.io" in message and "does not resolve" in message
+    assert "CIO_REGION" in message and "CIO_APP_URL" in message and "HTTPS_PROXY" in message
+
+
+def test_a_refused_connection_is_still_retried():
+    transport, seen = scripted(httpx.ConnectError("Connection refused"), httpx.Response(200, json={}))
+    with client(transport) as http:
+        assert http.get_json("/x") == {}
     assert len(seen) == 2

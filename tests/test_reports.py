@@ -7,7 +7,8 @@ import nbformat
 import pytest
 
 from cio_mavera import reports
-from cio_mavera.errors import InvalidParameter
+from cio_mavera.errors import ConfigError, InvalidParameter
+from cio_mavera.headlines import headline
 from cio_mavera.parameters import parse_cli_value
 from cio_mavera.reports import Job, RunFailed, run_job
 
@@ -114,3 +115,39 @@ def test_unknown_job_lists_the_jobs():
 ])
 def test_cli_parameter_values_are_parsed_as_json_or_kept_as_text(text, value):
     assert parse_cli_value(text) == value
+
+
+@pytest.mark.notebook
+def test_each_step_is_reported_as_it_starts_and_ends(fixture_jobs):
+    lines: list[str] = []
+    run_job("ok", {"days": 3}, out_dir=fixture_jobs, progress=lines.append)
+    assert lines == ["  [1/1] Setup ...", lines[1]]
+    assert lines[1].startswith("  [1/1] Setup: ") and lines[1].endswith(" s")
+
+
+def test_missing_live_keys_are_found_before_a_notebook_starts(tmp_path, monkeypatch):
+    for name in ("CIO_SITE_ID", "CIO_API_KEY", "CIO_APP_KEY", "MAVERA_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="CIO_APP_KEY"):
+        run_job("campaign-messaging", {}, out_dir=tmp_path / "reports",
+                environment={"CIO_MAVERA_MODE": "live"})
+    assert not list((tmp_path / "reports").glob("*/*"))
+
+
+@pytest.mark.parametrize(("job", "results", "line"), [
+    ("campaign-messaging", {"flagged_underperformers": [{"action_id": 1}, {"action_id": 1},
+                                                        {"action_id": 2}],
+                            "messages_tested": 36, "ranked_variations": [{}] * 6, "credits_spent": 1280},
+     "2 of 36 messages underperform their channel; 6 new variations ranked by personas; "
+     "1,280 Mavera credits spent"),
+    ("attribute-personas", {"clusters": [{"persona_status": "created"}, {"persona_status": "unchanged"}],
+                            "credits_spent": 300},
+     "2 audience clusters, 1 new Mavera persona(s); 300 Mavera credits spent"),
+    ("retention-research", {"triggers": [{"kind": "campaign", "campaign_id": 45,
+                                          "campaign_name": "Onboarding"}], "credits_spent": 75},
+     "1 spike(s); strongest: campaign Onboarding (#45); 75 Mavera credits spent"),
+    ("retention-research", {"triggers": []}, "no spike in unsubscribes, complaints or churn signals; "
+                                             "0 Mavera credits spent"),
+])
+def test_the_run_ends_with_its_headline_finding_and_credits(job, results, line):
+    assert headline(job, results) == line

@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from pathlib import Path
 
+from ..headlines import headline
 from ..parameters import parse_cli_value
 from ..reports import JOBS, RunFailed, run_job
 
@@ -35,13 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     parameters = {name: parse_cli_value(value) for name, value in args.parameter}
     print(f"running {args.job} ...", flush=True)
+    started = time.monotonic()
     try:
         run = run_job(args.job, parameters, out_dir=args.out, cell_timeout_s=args.cell_timeout,
-                      run_id=args.run_id)
+                      run_id=args.run_id, progress=lambda line: print(line, flush=True))
     except RunFailed as exc:
         print(f"FAILED: {exc}")
         print(f"  report of the partial run: {exc.run_dir / 'report.html'}")
         return 1
+    print(f"{args.job} done in {time.monotonic() - started:.0f} s: "
+          f"{headline(args.job, json.loads(run.results.read_text()))}")
     print(f"report:  {run.report}")
     print(f"results: {run.results}")
     print(f"notebook: {run.notebook}")

@@ -39,8 +39,8 @@ test: setup services ## Run the whole test suite (unit, sandbox integration, not
 bench: setup services ## Run the benchmarks in bench/ and print their figures
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
-lab: setup ## Open JupyterLab on the notebooks in the project's venv
-	$(BIN)/jupyter lab notebooks/
+lab: setup ## Open JupyterLab on the landing notebook (notebooks/00_start_here.ipynb)
+	$(BIN)/jupyter lab notebooks/00_start_here.ipynb
 
 lint: setup ## ruff over the package, tests and benchmarks
 	$(BIN)/ruff check cio_mavera tests bench

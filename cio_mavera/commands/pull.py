@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
 
 from .. import datasets
 from ..connect import connect
 from ..customerio.app import AppClient
+from ..progress import progress_bar
 
 WHAT = ("campaigns", "metrics", "segments", "customers")
 
@@ -34,31 +31,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--days", type=int, default=90, metavar="N",
                         help="metrics: the last N days, daily buckets in UTC (default 90)")
     parser.set_defaults(handler=run)
-
-
-def _progress_enabled() -> bool:
-    flag = os.environ.get("TQDM_DISABLE", "").strip().lower()
-    return sys.stderr.isatty() and flag in ("", "0", "false", "no")
-
-
-@contextmanager
-def progress_bar(label: str, unit: str) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A `progress(done, total)` callback drawing a tqdm bar, or None when not on a terminal."""
-    if not _progress_enabled():
-        yield None
-        return
-    bar = tqdm(desc=label, unit=unit, unit_scale=True, leave=False, file=sys.stderr)
-
-    def update(done: int, total: int | None) -> None:
-        if total is not None and bar.total != total:
-            bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
-        yield update
-    finally:
-        bar.close()
 
 
 def _metrics_window(days: int) -> tuple[pd.Timestamp, pd.Timestamp]:

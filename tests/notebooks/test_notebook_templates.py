@@ -44,3 +44,16 @@ def test_no_parameter_looks_like_a_secret():
     for job in JOBS.values():
         names = notebook_parameters(NOTEBOOKS_DIR / job.notebook)
         assert not [n for n in names if any(w in n.lower() for w in ("key", "secret", "token", "password"))]
+
+
+def test_the_landing_notebook_links_every_job_and_says_which_mode_each_gets(capsys, monkeypatch):
+    landing = nbformat.read(NOTEBOOKS_DIR / "00_start_here.ipynb", as_version=4)
+    text = "\n".join(c.source for c in landing.cells if c.cell_type == "markdown")
+    assert all(f"]({job.notebook})" in text for job in JOBS.values())
+    assert all(not c.outputs for c in landing.cells if c.cell_type == "code")
+    monkeypatch.setenv("CIO_MAVERA_MODE", "sandbox")
+    for cell in landing.cells:
+        if cell.cell_type == "code":
+            exec(compile(cell.source, "00_start_here", "exec"), {})  # our own notebook's cell
+    out = capsys.readouterr().out
+    assert all(f"{job.name}" in out and "-> sandbox" in out for job in JOBS.values())

@@ -54,6 +54,7 @@ def pointed_at(settings: Settings, env: Mapping[str, str]) -> Settings:
         api_key=Secret(env["CIO_API_KEY"]),
         app_key=Secret(env["CIO_APP_KEY"]),
         mavera_key=Secret(env["MAVERA_API_KEY"]),
+        mavera_workspace_id=env.get("MAVERA_WORKSPACE_ID"),
         app_url_override=env["CIO_APP_URL"],
         track_url_override=env["CIO_TRACK_URL"],
         mavera_url_override=env["MAVERA_BASE_URL"],

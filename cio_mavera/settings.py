@@ -75,6 +75,9 @@ class Settings:
     api_key: Secret | None = None  # Track API key (Basic auth with site_id)
     app_key: Secret | None = None  # App API key (Bearer)
     mavera_key: Secret | None = None
+    # The Mavera workspace focus groups run in (they require one; not a secret). Unset: the only
+    # workspace GET /workspaces lists for the key.
+    mavera_workspace_id: str | None = None
     webhook_secret: Secret | None = None
     region: Region = "us"
     mode: Mode = "auto"
@@ -199,6 +202,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None |
         api_key=_secret(get("CIO_API_KEY")),
         app_key=_secret(get("CIO_APP_KEY")),
         mavera_key=_secret(get("MAVERA_API_KEY")),
+        mavera_workspace_id=get("MAVERA_WORKSPACE_ID"),
         webhook_secret=_secret(get("CIO_WEBHOOK_SECRET")),
         region=_choice("CIO_REGION", get("CIO_REGION") or "us", ("us", "eu")),  # type: ignore[arg-type]
         mode=_choice("CIO_MAVERA_MODE", get("CIO_MAVERA_MODE") or "auto", ("auto", "live", "sandbox")),  # type: ignore[arg-type]

@@ -25,7 +25,16 @@ from .errors import SERVICE, mavera_error
 from .ledger import CreditsLedger
 from .listing_cache import ListingCache
 from .ratelimit import GateTransport, limits_for
-from .resources import Chat, FocusGroups, Generations, Mave, Personas, Responses, Usage
+from .resources import (
+    Chat,
+    FocusGroups,
+    Generations,
+    Mave,
+    Personas,
+    Responses,
+    Usage,
+    Workspaces,
+)
 from .response_cache import ResponseCache
 
 # Mave answers take 5-30 s, first answers up to 90 s (quickstart).
@@ -39,7 +48,8 @@ def _new_run_id() -> str:
 class MaveraClient(MeteredCore):
     """A Mavera API client for one run: cached, budgeted, rate-limited, and accounted in the ledger.
 
-    Namespaces: `chat`, `responses`, `personas`, `mave`, `generations`, `focus_groups`, `usage`.
+    Namespaces: `chat`, `responses`, `personas`, `mave`, `generations`, `focus_groups`, `usage`,
+    `workspaces`.
     """
 
     def __init__(
@@ -94,6 +104,7 @@ class MaveraClient(MeteredCore):
             use_cache=use_cache,
             refresh=refresh,
             pii_guard=pii_guard,
+            workspace_id=settings.mavera_workspace_id,
         )
         self.chat = Chat(self)
         self.responses = Responses(self)
@@ -102,6 +113,7 @@ class MaveraClient(MeteredCore):
         self.generations = Generations(self)
         self.focus_groups = FocusGroups(self)
         self.usage = Usage(self)
+        self.workspaces = Workspaces(self)
 
     def __enter__(self) -> MaveraClient:
         return self

@@ -121,7 +121,7 @@ class MeteredCore:
     def __init__(self, *, http: HttpClient, limits: KeyLimits, cache: ResponseCache,
                  listings: ListingCache, ledger: CreditsLedger, locks_dir: Path, base_url: str,
                  run_id: str, job: str, budget: CreditBudget | None, use_cache: bool,
-                 refresh: bool, pii_guard: bool) -> None:
+                 refresh: bool, pii_guard: bool, workspace_id: str | None = None) -> None:
         self.http = http
         self.limits = limits
         self.cache = cache
@@ -135,6 +135,7 @@ class MeteredCore:
         self.use_cache = use_cache
         self.refresh = refresh
         self.pii_guard = pii_guard
+        self.workspace_id = workspace_id  # MAVERA_WORKSPACE_ID, or what client.workspaces found
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from .config import (
     SandboxConfig,
 )
 from .customerio.state import CioState
+from .mavera.params import DEFAULT_WORKSPACE_ID
 from .mavera.state import MaveraState
 from .workspace import Workspace, generate_workspace
 
@@ -123,6 +124,8 @@ class SandboxState:
             "CIO_APP_URL": f"{base_url}{CIO_APP_EU_PREFIX if eu else CIO_APP_PREFIX}",
             "CIO_TRACK_URL": f"{base_url}{CIO_TRACK_EU_PREFIX if eu else CIO_TRACK_PREFIX}",
             "MAVERA_BASE_URL": f"{base_url}{MAVERA_PREFIX}",
+            # Focus groups need a workspace; the key has two, so the sandbox names its own.
+            "MAVERA_WORKSPACE_ID": DEFAULT_WORKSPACE_ID,
             **self.keys,
         }
 

@@ -168,6 +168,37 @@ def test_focus_group_polls_until_completed_and_scores_every_persona(make_client,
     assert result.credits == client.credits_spent() == stats(sandbox)["credits_charged"]
 
 
+def test_a_focus_group_without_a_workspace_fails_before_sending(make_client, personas, sandbox,
+                                                                connection) -> None:
+    unset = Connection(connection.settings.with_overrides(mavera_workspace_id=None), "live", "w")
+    client = make_client(connection=unset)
+    with pytest.raises(ConfigError, match="MAVERA_WORKSPACE_ID") as caught:
+        client.focus_groups.run([personas[0]["id"]], ["Would you click?"], poll_s=0)
+    assert "ws_sandbox_client" in str(caught.value)  # the key's workspaces, to pick from
+    routes = stats(sandbox)["requests"]
+    assert routes.get("POST /mavera/api/v1/focus-groups", 0) == 0
+    assert routes["GET /mavera/api/v1/workspaces"] == 1
+
+
+def test_the_only_workspace_of_the_key_is_found_and_sent(make_client, personas, sandbox,
+                                                         connection) -> None:
+    only = sandbox.state.mavera.workspaces[:1]
+    sandbox.state.mavera.workspaces = only
+    unset = Connection(connection.settings.with_overrides(mavera_workspace_id=None), "live", "w")
+    result = make_client(connection=unset).focus_groups.run([personas[0]["id"]], ["Would you click?"],
+                                                            poll_s=0)
+    assert result.status == "completed" and result.raw["workspace_id"] == only[0]["id"]
+    sent = [r["json"] for r in sandbox.state.request_log if r["path"].endswith("/focus-groups")]
+    assert [body["workspace_id"] for body in sent] == [only[0]["id"]]
+
+
+def test_the_configured_workspace_is_sent_without_asking(make_client, personas, sandbox) -> None:
+    make_client().focus_groups.run([personas[0]["id"]], ["Would you click?"], poll_s=0)
+    sent = [r["json"] for r in sandbox.state.request_log if r["path"].endswith("/focus-groups")]
+    assert [body["workspace_id"] for body in sent] == [sandbox.env()["MAVERA_WORKSPACE_ID"]]
+    assert "GET /mavera/api/v1/workspaces" not in stats(sandbox)["requests"]
+
+
 def test_usage_reports_credits_and_the_keys_rate_limit(make_client) -> None:
     usage = make_client().usage.get()
     assert usage["object"] == "usage"
@@ -383,7 +414,8 @@ def test_no_key_in_any_log_error_or_file(make_client, personas, sandbox, caplog,
 @pytest.fixture
 def offline(tmp_path: Path) -> Connection:
     settings = Settings(mavera_key=Secret("mvra_live_" + "x" * 32), mode="live",
-                        mavera_url_override="https://mavera.test/api/v1", data_dir=tmp_path / "data")
+                        mavera_url_override="https://mavera.test/api/v1", data_dir=tmp_path / "data",
+                        mavera_workspace_id="ws_offline")
     return Connection(settings, "live", "offline")
 
 
@@ -451,6 +483,19 @@ def test_focus_group_timeout_names_the_id_to_fetch_later(offline) -> None:
     assert caught.value.focus_group_id == "fg_123"
     assert "focus_groups.get('fg_123')" in str(caught.value)
     assert client.credits_spent() == 80
+
+
+def test_a_workspace_listing_the_key_may_not_read_names_the_setting(offline) -> None:
+    unset = Connection(offline.settings.with_overrides(mavera_workspace_id=None), "live", "offline")
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path}")
+        return envelope(403, "forbidden", "this key may not list workspaces")
+
+    with pytest.raises(ConfigError, match="MAVERA_WORKSPACE_ID is not set and listing"):
+        mock_client(unset, handler).focus_groups.create(["clx1"], ["Would you click?"])
+    assert sent == ["GET /api/v1/workspaces"]
 
 
 def test_list_personas_falls_back_to_offset_pages(offline) -> None:

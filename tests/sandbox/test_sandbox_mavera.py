@@ -12,11 +12,13 @@ import pytest
 
 from cio_mavera.sandbox.mavera.focus_groups import FOCUS_GROUP_MAX_CONCURRENT
 from cio_mavera.sandbox.mavera.mave import MAVE_COST_RANGES, MAVE_MAX_CONCURRENT
+from cio_mavera.sandbox.mavera.params import DEFAULT_WORKSPACE_ID
 from cio_mavera.sandbox.mavera.personas import PERSONA_CREATE_CREDITS
 from cio_mavera.sandbox.mavera.text import SANDBOX_MARK
 from cio_mavera.sandbox.server import SandboxServer
 
 MODEL = "mavera-1"
+WORKSPACE = DEFAULT_WORKSPACE_ID  # what /__sandbox__/env hands out as MAVERA_WORKSPACE_ID
 
 
 def mavera(server: SandboxServer, key: str | None = "default") -> httpx.Client:
@@ -165,7 +167,8 @@ def test_every_billable_call_charges_what_it_reports(sandbox: SandboxServer, api
         "generation": api.post("/generations", json={"app_id": "email-subject-lines",
                                                      "input_data": {"topic": "spring sale"}}),
         "persona": api.post("/personas", json={"name": "Sandbox VIP", "description": "Loyal VIP buyers."}),
-        "focus": api.post("/focus-groups", json={"persona_ids": [persona_id], "stimuli": ["A", "B"]}),
+        "focus": api.post("/focus-groups", json={"persona_ids": [persona_id], "stimuli": ["A", "B"],
+                                                 "workspace_id": WORKSPACE}),
     }
     costs = {name: r.json()["usage"]["credits_used"] for name, r in reported.items()}
     assert 1 <= costs["chat"] <= 5 and 1 <= costs["responses"] <= 5
@@ -490,7 +493,7 @@ def test_focus_group_moves_from_pending_to_completed_over_polls(api: httpx.Clien
     people = [p["id"] for p in personas(api)[:3]]
     stimuli = [{"id": "a", "text": "Save 20% today only!"}, {"id": "b", "text": "3 ways teams use reports"}]
     created = api.post("/focus-groups", json={
-        "name": "Subject lines", "persona_ids": people, "stimuli": stimuli,
+        "name": "Subject lines", "persona_ids": people, "stimuli": stimuli, "workspace_id": WORKSPACE,
         "questions": [{"type": "rating", "text": "How likely are you to open this?"},
                       {"type": "open_ended", "text": "What would make you engage?"}]})
     assert created.status_code == 201
@@ -516,7 +519,7 @@ def test_focus_group_moves_from_pending_to_completed_over_polls(api: httpx.Clien
 
 def test_focus_group_concurrency_cap_and_validation(api: httpx.Client) -> None:
     persona_id = personas(api)[0]["id"]
-    body = {"persona_ids": [persona_id], "questions": ["Would you buy this?"]}
+    body = {"persona_ids": [persona_id], "questions": ["Would you buy this?"], "workspace_id": WORKSPACE}
     ids = [api.post("/focus-groups", json=body).json()["id"] for _ in range(FOCUS_GROUP_MAX_CONCURRENT)]
     capped = api.post("/focus-groups", json=body)
     assert capped.status_code == 429 and "Retry-After" in capped.headers
@@ -525,7 +528,32 @@ def test_focus_group_concurrency_cap_and_validation(api: httpx.Client) -> None:
     assert api.post("/focus-groups", json=body).status_code == 201
     unknown = api.post("/focus-groups", json={**body, "persona_ids": ["clx_nope"]})
     assert error_code(unknown) == "invalid_persona"
-    assert error_code(api.post("/focus-groups", json={"persona_ids": [persona_id]})) == "missing_field"
+    assert error_code(api.post("/focus-groups", json={"persona_ids": [persona_id],
+                                                      "workspace_id": WORKSPACE})) == "missing_field"
+
+
+def test_a_focus_group_without_a_workspace_is_refused_and_costs_nothing(sandbox: SandboxServer,
+                                                                       api: httpx.Client) -> None:
+    body = {"persona_ids": [personas(api)[0]["id"]], "questions": ["Would you buy this?"]}
+    missing = api.post("/focus-groups", json=body)
+    assert missing.status_code == 400 and error_code(missing) == "missing_field"
+    assert missing.json()["error"]["param"] == "workspace_id"
+    unknown = api.post("/focus-groups", json={**body, "workspace_id": "ws_someone_else"})
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "workspace_id"
+    assert sandbox.state.stats.as_json()["credits_charged"] == 0
+    assert api.post("/focus-groups", json={**body, "workspace_id": WORKSPACE}).status_code == 201
+
+
+def test_workspaces_are_listed_and_the_env_names_one_of_them(sandbox: SandboxServer,
+                                                             api: httpx.Client) -> None:
+    listed = api.get("/workspaces").json()
+    assert listed["object"] == "list" and len(listed["data"]) == 2  # an agency key: guess nothing
+    assert sandbox.env()["MAVERA_WORKSPACE_ID"] == WORKSPACE
+    documented = {"id", "object", "name", "type", "role", "is_owner", "created_at", "updated_at"}
+    assert all(documented <= set(w) and w["object"] == "workspace" for w in listed["data"])
+    assert WORKSPACE in {w["id"] for w in listed["data"]}
+    assert api.get(f"/workspaces/{WORKSPACE}").json()["id"] == WORKSPACE
+    assert api.get("/workspaces/ws_nope").status_code == 404
 
 
 # ------------------------------------------------------------------ usage and reset

@@ -7,5 +7,7 @@ from .mave import Mave
 from .personas import Personas
 from .responses import Responses
 from .usage import Usage
+from .workspaces import Workspaces
 
-__all__ = ["Chat", "FocusGroups", "Generations", "Mave", "Personas", "Responses", "Usage"]
+__all__ = ["Chat", "FocusGroups", "Generations", "Mave", "Personas", "Responses", "Usage",
+           "Workspaces"]

@@ -1,7 +1,9 @@
 """`client.focus_groups`: asynchronous focus groups -- `run` creates one and polls it to completion.
 
 The wire schema is an assumption (the reference found no focus-group API page): see
-`focus_group_body`.
+`focus_group_body`. What is documented is that creating one requires a `workspace_id`
+(features/workspaces), so every create carries one: MAVERA_WORKSPACE_ID, or the key's only
+workspace (`client.workspaces.current()`), resolved before anything is sent.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..core import Resource
 from ..errors import SERVICE, FocusGroupTimeout
 from ..models import FocusGroupResult, credits_of
 from ..ratelimit import held
+from .workspaces import Workspaces
 
 PATH = "/focus-groups"
 DONE = {"completed", "complete", "succeeded"}
@@ -34,8 +37,10 @@ class FocusGroups(Resource):
 
         Bare-string questions become 1-10 rating questions. Raises FocusGroupTimeout (naming the
         id, for `get`) if it is not completed within `timeout_s`. The completed group is cached,
-        so a re-run costs nothing.
+        so a re-run costs nothing. Without MAVERA_WORKSPACE_ID (or `workspace_id`) and with more
+        than one workspace on the key, raises ConfigError before sending.
         """
+        workspace_id = workspace_id or Workspaces(self._core).current()
         body = focus_group_body(persona_ids, questions, stimuli, name, workspace_id, sample_size)
         core = self._core
         call = core.begin("focus_groups", "POST", PATH, body, cost="focus_group",
@@ -69,6 +74,7 @@ class FocusGroups(Resource):
         Budgeted at the group's worst case and booked at what creation reports; credits reported
         only with the results are booked by `run`, which also waits and caches.
         """
+        workspace_id = workspace_id or Workspaces(self._core).current()
         body = focus_group_body(persona_ids, questions, stimuli, name, workspace_id, sample_size)
         return self._post(body, cost="focus_group", what=name or "focus group")
 
@@ -107,21 +113,22 @@ class FocusGroups(Resource):
 
 
 def focus_group_body(persona_ids: Sequence[str], questions: Items, stimuli: Items,
-                     name: str | None, workspace_id: str | None,
+                     name: str | None, workspace_id: str,
                      sample_size: int | None) -> dict[str, Any]:
     """The create body. ASSUMPTION (reference §7 emulator suggestion): {name, workspace_id,
-    persona_ids, questions: [{type, text, options?}], stimuli: [{id?, text}], sample_size}."""
+    persona_ids, questions: [{type, text, options?}], stimuli: [{id?, text}], sample_size};
+    `workspace_id` is the one documented requirement."""
     body: dict[str, Any] = {
         "name": name or "cio-mavera focus group",
+        "workspace_id": workspace_id,
         "persona_ids": list(persona_ids),
         "questions": [{"type": "rating", "text": q} if isinstance(q, str) else dict(q)
                       for q in questions],
     }
     if stimuli:
         body["stimuli"] = [s if isinstance(s, str) else dict(s) for s in stimuli]
-    for field_name, value in (("workspace_id", workspace_id), ("sample_size", sample_size)):
-        if value is not None:
-            body[field_name] = value
+    if sample_size is not None:
+        body["sample_size"] = sample_size
     return body
 
 

@@ -18,6 +18,7 @@ from .mave import MaveChat, MaveThreadById, MaveThreads
 from .personas import PersonaById, Personas
 from .responses import Responses
 from .usage import Usage
+from .workspaces import WorkspaceById, Workspaces
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -41,6 +42,8 @@ ROUTES: list[BaseRoute] = [
     Route("/focus-groups", FocusGroups, name=FocusGroups.name),
     Route("/focus-groups/{focus_group_id}", FocusGroupById, name=FocusGroupById.name),
     Route("/usage", Usage, name=Usage.name),
+    Route("/workspaces", Workspaces, name=Workspaces.name),
+    Route("/workspaces/{workspace_id}", WorkspaceById, name=WorkspaceById.name),
     Route("/{rest:path}", no_route, name="unknown", methods=ALL_METHODS),
 ]
 

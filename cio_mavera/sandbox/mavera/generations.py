@@ -9,10 +9,11 @@ from starlette.responses import JSONResponse, Response
 
 from .clock import now_iso
 from .errors import invalid, missing, not_found
-from .params import DEFAULT_WORKSPACE_ID, page, read_body
+from .params import page, read_body
 from .prose import generation_output
 from .resource import Resource
 from .text import canonical, count_tokens, snippet
+from .workspaces import workspace_of
 
 # The documented request body (§8.2). Anything else (an OpenAI-style `n`, a `variations` count)
 # is refused with 400: the real service may ignore it, and a client that counts on getting
@@ -108,13 +109,14 @@ class Generations(Resource):
             raise invalid(f"input_data.{extra[0]}",
                           f"{app_id} takes {', '.join(sorted(declared))}")
         persona = self.persona_for(body, required=False)
+        account = self.account
+        workspace_id = workspace_of(account, body, required=False)
         output = generation_output(app_id, inputs, persona)
         prompt_tokens = count_tokens(canonical(inputs))
         completion_tokens = count_tokens(output)
         cost = min(30, 10 + completion_tokens // 40)  # 10-30 credits (§1.5)
         now = now_iso()
         brand_voice_id = body.get("brand_voice_id")
-        account = self.account
         with account.lock:
             self.charge(self.name, cost)
             ident = account.new_id("gen_", 16)
@@ -125,7 +127,7 @@ class Generations(Resource):
                 "brand_voice": {"id": brand_voice_id, "label": "Sandbox brand voice"} if brand_voice_id else None,
                 "persona": {"id": persona.id, "name": persona.name} if persona else None,
                 "input_data": inputs, "output": output, "content": output, "content_type": "markdown",
-                "workspace_id": body.get("workspace_id") or DEFAULT_WORKSPACE_ID,
+                "workspace_id": workspace_id,
                 "credits_used": cost, "created_at": now, "updated_at": now, "sandbox": True,
             }
             account.generations[ident] = record

@@ -12,12 +12,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from .base_personas import Persona
 from .clock import now_iso
 from .errors import invalid, missing, not_found
-from .params import DEFAULT_WORKSPACE_ID, page, read_body
+from .params import page, read_body
 from .prose import mave_answer
 from .resource import Resource
 from .sse import pieces, sse
 from .state import Thread
 from .text import count_tokens, digest, rng_for, snippet
+from .workspaces import workspace_of
 
 # Concurrency cap (§1.4): at most this many Mave requests in flight per account.
 MAVE_MAX_CONCURRENT = 10
@@ -62,6 +63,7 @@ class MaveChat(Resource):
 
     def _answer(self, body: dict[str, Any], message: str, thread: Thread | None) -> dict[str, Any]:
         account = self.account
+        workspace_id = workspace_of(account, body, required=False)
         complexity = _complexity(message)
         turn = len(thread.messages) // 2 if thread else 0
         cost = _cost(message, complexity, follow_up=thread is not None)
@@ -82,7 +84,7 @@ class MaveChat(Resource):
             self.charge(self.name, cost)
             if thread is None:
                 thread = Thread(id=account.new_id("mave_thread_", 16), title=snippet(message, 60),
-                                workspace_id=body.get("workspace_id") or DEFAULT_WORKSPACE_ID,
+                                workspace_id=workspace_id,
                                 created_at=now, updated_at=now, complexity=complexity)
                 account.threads[thread.id] = thread
             msg_id = account.new_id("mave_msg_", 16)

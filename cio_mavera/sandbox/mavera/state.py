@@ -12,8 +12,30 @@ from typing import Any
 
 from ..config import SandboxConfig
 from .base_personas import BASE_BY_ID, BASE_PERSONAS, Persona
+from .params import DEFAULT_WORKSPACE_ID
 
 RATE_WINDOW_S = 60.0  # sliding window of mavera-api.md §1.4
+_WORKSPACE_CREATED = "2025-01-06T09:00:00Z"
+
+
+def workspace(ident: str, name: str, kind: str, role: str) -> dict[str, Any]:
+    """A workspace object in the documented shape (§9.1)."""
+    return {"id": ident, "object": "workspace", "name": name, "image": None, "type": kind,
+            "role": role, "is_owner": role == "owner", "member_count": 1 if role == "owner" else 4,
+            "project_count": 0, "thread_count": 0, "budget_alert": None, "usage_limit": None,
+            "billing_email": None, "created_at": _WORKSPACE_CREATED,
+            "updated_at": _WORKSPACE_CREATED}
+
+
+def default_workspaces() -> list[dict[str, Any]]:
+    """The sandbox key's workspaces: its own (the default one) and a client's it was invited to.
+
+    Two, as an agency's key would have, so a client cannot get away with guessing which one a
+    focus group belongs to.
+    """
+    return [workspace(DEFAULT_WORKSPACE_ID, "Sandbox workspace", "user", "owner"),
+            workspace(f"{DEFAULT_WORKSPACE_ID}_client", "Sandbox client work", "marketing_agency",
+                      "manager")]
 
 
 @dataclass
@@ -132,6 +154,8 @@ class MaveraState:
             self.threads: dict[str, Thread] = {}
             self.generations: dict[str, dict[str, Any]] = {}
             self.focus_groups: dict[str, FocusGroup] = {}
+            # The key's workspaces (a knob: tests may replace the list).
+            self.workspaces: list[dict[str, Any]] = default_workspaces()
             self.usage: dict[str, EndpointUsage] = defaultdict(EndpointUsage)
             self.mave_in_flight = 0
             self._counter = 0

@@ -52,7 +52,7 @@ APP_WINDOW_SLACK_S = 0.05
 
 _RES_ALIASES = {"hours": "hours", "hourly": "hours", "days": "days", "daily": "days",
                 "weeks": "weeks", "weekly": "weeks", "months": "months", "monthly": "months"}
-# v1-style (`period`/`steps`) maxima for newsletter metrics (reference §3.3).
+# v1-style (`period`/`steps`) maxima for broadcast and newsletter metrics (reference §3.3).
 _V1_MAX_STEPS = {"hours": 24, "days": 45, "weeks": 12, "months": 121}
 
 
@@ -334,19 +334,42 @@ class AppClient:
             actions.extend(_int_id(a) for a in page)
         return actions
 
-    def broadcast_metrics(self, broadcast_id: int, *, start: Any, end: Any, res: str = "days",
-                          tz: str = "UTC", type: str | None = None) -> MetricSeries:
-        """Broadcast metrics, version 2 (its v2 parameter set is UNVERIFIED; same as campaigns)."""
-        return self._metrics(f"/v1/broadcasts/{int(broadcast_id)}/metrics", start, end, res, tz,
-                             type)
+    def broadcast_metrics(self, broadcast_id: int, *, period: str = "days",
+                          steps: int | None = None, type: str | None = None) -> dict[str, list[int]]:
+        """A broadcast's metric series, oldest first: `steps` buckets of `period` (v1 only).
 
-    def broadcast_action_metrics(self, broadcast_id: int, action_id: int, *, start: Any, end: Any,
-                                 res: str = "days", tz: str = "UTC",
-                                 type: str | None = None) -> MetricSeries:
-        """Metrics of one broadcast action, version 2 (UNVERIFIED parameter set)."""
-        return self._metrics(
+        Broadcast metrics have no version 2: their parameters are `period`, `steps` and `type`
+        (reference §3.2); v2 parameters would be ignored and answered in v1's shape.
+        """
+        return self._v1_metrics(f"/v1/broadcasts/{int(broadcast_id)}/metrics", period, steps, type)
+
+    def broadcast_action_metrics(self, broadcast_id: int, action_id: int, *, period: str = "days",
+                                 steps: int | None = None,
+                                 type: str | None = None) -> dict[str, list[int]]:
+        """Metric series of one broadcast action, oldest first (v1 only, as `broadcast_metrics`)."""
+        return self._v1_metrics(
             f"/v1/broadcasts/{int(broadcast_id)}/actions/{int(action_id)}/metrics",
-            start, end, res, tz, type)
+            period, steps, type)
+
+    def _v1_metrics(self, path: str, period: str, steps: int | None,
+                    type: str | None) -> dict[str, list[int]]:
+        """The v1 (`period`/`steps`) metrics at `path`: {series: counts oldest first}.
+
+        Buckets are in US Eastern time and end with the current one; `steps=0` means the most
+        the period allows, `steps=1` gets 2 (the documented minimum).
+        """
+        period = normalize_res(period)
+        if steps is not None and not 0 <= steps <= _V1_MAX_STEPS[period]:
+            raise InvalidParameter(f"steps={steps} must be 0..{_V1_MAX_STEPS[period]} for "
+                                   f"period={period}")
+        params: dict[str, Any] = {"period": period}
+        if steps is not None:
+            params["steps"] = steps
+        if type:
+            params["type"] = type
+        body = self._get(path, params)
+        series = (body.get("metric") or {}).get("series") or {}
+        return {k: [int(x or 0) for x in v] for k, v in series.items() if isinstance(v, list)}
 
     def newsletters(self, *, limit: int = 100) -> list[dict[str, Any]]:
         """Every newsletter (one-time send), following cursor pages."""
@@ -363,19 +386,9 @@ class AppClient:
 
     def newsletter_metrics(self, newsletter_id: int, *, period: str = "days",
                            steps: int | None = None, type: str | None = None) -> dict[str, list[int]]:
-        """Newsletter metric series (documented only in the v1 `period`/`steps` form), oldest first."""
-        period = normalize_res(period)
-        if steps is not None and not 0 <= steps <= _V1_MAX_STEPS[period]:
-            raise InvalidParameter(f"steps={steps} must be 0..{_V1_MAX_STEPS[period]} for "
-                                   f"period={period}")
-        params: dict[str, Any] = {"period": period}
-        if steps is not None:
-            params["steps"] = steps
-        if type:
-            params["type"] = type
-        body = self._get(f"/v1/newsletters/{int(newsletter_id)}/metrics", params)
-        series = (body.get("metric") or {}).get("series") or {}
-        return {k: [int(x or 0) for x in v] for k, v in series.items() if isinstance(v, list)}
+        """Newsletter metric series, oldest first (v1 only: `period`/`steps`, reference §3.3)."""
+        return self._v1_metrics(f"/v1/newsletters/{int(newsletter_id)}/metrics", period, steps,
+                                type)
 
     # -- segments and people -----------------------------------------------------------------
 

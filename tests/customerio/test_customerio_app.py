@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from cio_mavera.customerio.region import detect_region
 from cio_mavera.errors import AuthError, ConfigError, InvalidParameter, NotFound
 from cio_mavera.http import RetryPolicy
 from cio_mavera.ratelimit import NoLimit
+from cio_mavera.sandbox.customerio.data import cio_data
 from cio_mavera.sandbox.server import SandboxServer
 from cio_mavera.settings import Secret, Settings
 
@@ -148,9 +150,37 @@ def test_broadcasts_actions_and_metrics(app: AppClient) -> None:
     assert app.broadcast(first["id"])["id"] == first["id"]
     actions = app.broadcast_actions(first["id"])
     assert actions and all(isinstance(a["id"], int) for a in actions)
-    series = app.broadcast_metrics(first["id"], start="2025-01-01", end="2025-12-31",
-                                   res="months")
-    assert len(series.series["sent"]) == 12
+
+
+def test_broadcast_metrics_are_asked_and_read_as_v1(app: AppClient, sandbox) -> None:
+    first = app.broadcasts()[0]
+    series = app.broadcast_metrics(first["id"], period="days", steps=10)
+    asked = sandbox.state.request_log[-1]["path"]
+    assert asked.endswith(f"/v1/broadcasts/{first['id']}/metrics")
+    # v1 buckets are Eastern-time days ending with the workspace's last one, oldest first.
+    data = cio_data(sandbox.state)
+    last = END.astimezone(ZoneInfo("America/New_York")).date()
+    daily = data.broadcasts.daily(data.ws, data.broadcasts.get(first["id"]),
+                                  last - timedelta(days=9), last)
+    assert series["sent"] == daily["sent"].tolist() and sum(series["sent"]) > 0
+    assert series["delivered"] == daily["delivered"].tolist()
+    assert {"2xx", "5xx"} <= set(series)  # v1's webhook buckets: the shape v1 answers in
+    action = app.broadcast_actions(first["id"])[0]["id"]
+    assert app.broadcast_action_metrics(first["id"], action, steps=10)["sent"] == series["sent"]
+
+
+def test_broadcast_metrics_send_v1_parameters_only(tmp_path: Path) -> None:
+    seen: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.url.params))
+        return httpx.Response(200, json={"metric": {"series": {"sent": [1, 2, 3]}}})
+
+    with _mock_client(handler, tmp_path) as client:
+        assert client.broadcast_metrics(7, period="weekly", steps=3, type="email") == {
+            "sent": [1, 2, 3]}
+        client.newsletter_metrics(8, period="months")
+    assert seen == [{"period": "weeks", "steps": "3", "type": "email"}, {"period": "months"}]
 
 
 def test_newsletters_follow_cursor_pages(app: AppClient, sandbox) -> None:

@@ -270,6 +270,19 @@ def test_broadcasts_actions_and_metrics(api: Api) -> None:
     assert api.app.get("/v1/broadcasts/1").status_code == 404
 
 
+@pytest.mark.parametrize("kind", ["broadcasts", "newsletters"])
+def test_metrics_without_a_version_2_ignore_v2_parameters(api: Api, kind: str) -> None:
+    item = api.get(f"/v1/{kind}")[kind][0]["id"]
+    v2 = {"version": 2, "res": "hours", "start": int(END.timestamp()) - 86400 * 3,
+          "end": int(END.timestamp()), "tz": "Europe/Berlin"}
+    answer = api.get(f"/v1/{kind}/{item}/metrics", **v2)
+    assert set(answer) == {"metric"}  # no start/end/res echo: v1's shape
+    series = answer["metric"]["series"]
+    assert "2xx" in series and len(series["sent"]) == 45  # v1's default: 45 days, not 72 hours
+    weekly = api.get(f"/v1/{kind}/{item}/metrics", **v2, period="weeks", steps=3)["metric"]
+    assert len(weekly["series"]["sent"]) == 3
+
+
 def test_newsletters_page_with_limit_and_cursor_and_have_metrics(api: Api) -> None:
     everything = api.get("/v1/newsletters", limit=100)
     assert everything["next"] == ""

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .data import data_of
-from .metrics import metrics_answer
+from .metrics import v1_metrics_answer
 from .params import int_path
 from .responses import AppError, app_json
 
@@ -48,9 +48,16 @@ async def broadcast_metrics(request: Request) -> JSONResponse:
             return {}
         return data.broadcasts.daily(data.ws, item, first, last)
 
-    # version=2 for broadcasts is described in 2026 docs but its params are UNVERIFIED;
-    # the sandbox accepts the campaign v2 params.
-    return metrics_answer(request, daily, data_of(request).generated_at)
+    # Broadcast metrics are documented with period/steps/type only; v2 parameters are ignored.
+    return v1_metrics_answer(request, daily, data_of(request).generated_at)
+
+
+async def broadcast_action_metrics(request: Request) -> JSONResponse:
+    item = _broadcast(request)
+    action_id = int_path(request, "action_id", "action")
+    if action_id != item["action_id"]:
+        raise AppError(404, f"action {action_id} not found in broadcast {item['id']}")
+    return await broadcast_metrics(request)  # a broadcast here has one action: the same series
 
 
 routes = [
@@ -58,4 +65,6 @@ routes = [
     Route("/v1/broadcasts/{broadcast_id}", get_broadcast, methods=["GET"]),
     Route("/v1/broadcasts/{broadcast_id}/actions", broadcast_actions, methods=["GET"]),
     Route("/v1/broadcasts/{broadcast_id}/metrics", broadcast_metrics, methods=["GET"]),
+    Route("/v1/broadcasts/{broadcast_id}/actions/{action_id}/metrics", broadcast_action_metrics,
+          methods=["GET"]),
 ]

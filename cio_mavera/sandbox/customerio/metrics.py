@@ -1,6 +1,8 @@
 """Metric series in the App API's shapes: v2 (`res/start/end/tz`) and deprecated v1 (`period/steps`).
 
-`metrics_answer` is the answer of every metrics route (campaigns, actions, broadcasts, newsletters).
+`metrics_answer` answers campaign and action metrics (v2, or v1 without `version=2`);
+`v1_metrics_answer` answers broadcast and newsletter metrics, which have only v1 (reference §3.2,
+§3.3).
 
 The workspace stores one count per series per calendar day. The sandbox reads a day's total as
 the total of that *local* day in whatever time zone is asked for, so totals are conserved in
@@ -220,6 +222,15 @@ def v1_response(daily: DailySource, params: dict[str, str], now: int) -> dict:
         first = int(_local_midnight(_add_months(current.date(), -(steps - 1)), tz).timestamp())
     starts = bucket_starts(period, first, now, tz)
     return {"metric": {"series": bucket_series(daily, period, starts, V1_SERIES)}}
+
+
+def v1_metrics_answer(request: Request, daily: DailySource, now: int) -> JSONResponse:
+    """The v1 body whatever the query says: routes without a version 2 (broadcasts, newsletters)
+    ignore `version`, `res`, `start`, `end` and `tz`, as the real service presumably does."""
+    try:
+        return app_json(v1_response(daily, dict(request.query_params), now))
+    except MetricsParamError as exc:
+        raise AppError(400, str(exc)) from exc
 
 
 def metrics_answer(request: Request, daily: DailySource, now: int) -> JSONResponse:

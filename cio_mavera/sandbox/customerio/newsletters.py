@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from .cursors import page_bounds
 from .data import data_of
-from .metrics import metrics_answer
+from .metrics import v1_metrics_answer
 from .params import int_path, page_limit, start_offset
 from .responses import AppError, app_json
 from .sends import Newsletters
@@ -58,7 +58,8 @@ async def newsletter_metrics(request: Request) -> JSONResponse:
     def daily(first: dt.date, last: dt.date) -> dict[str, np.ndarray]:
         return {} if kind not in (None, "email") else newsletters.daily(item, first, last)
 
-    return metrics_answer(request, daily, data_of(request).generated_at)
+    # Newsletter metrics are documented with period/steps/type only; v2 parameters are ignored.
+    return v1_metrics_answer(request, daily, data_of(request).generated_at)
 
 
 routes = [

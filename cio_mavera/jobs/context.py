@@ -13,14 +13,18 @@ import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from cio_mavera.changes import compare, previous_results
 from cio_mavera.connect import Connection, connect
 from cio_mavera.jobs.credits import SkippedStep, credits_section, skip_reason
 from cio_mavera.mavera import CreditBudget, MaveraClient
 from cio_mavera.run_results import current_run, write_results
+from cio_mavera.settings import PROJECT_ROOT
 
 DEFAULT_MAX_CREDITS = 1000
+DEFAULT_REPORTS_DIR = PROJECT_ROOT / "reports"  # where `cio-mavera run` writes unless told --out
 
 
 @dataclass
@@ -84,9 +88,20 @@ class RunContext:
                                cache_hits=self.mavera_stats().get("cache_hits"))
 
     def results_footer(self) -> dict[str, Any]:
-        """What every job's results.json ends with: credits, the budget, skipped calls, parameters."""
-        return {"credits_spent": int(self.budget.spent), "credits": self.budget.summary(),
+        """What every job's results.json ends with: where it ran, credits, the budget, skipped calls,
+        parameters."""
+        return {"mode": self.mode,
+                "workspace": self.connection.workspace if self.connection is not None else None,
+                "credits_spent": int(self.budget.spent), "credits": self.budget.summary(),
                 "skipped": [asdict(s) for s in self.skipped], "parameters": dict(self.parameters)}
+
+    def with_changes(self, results: Mapping[str, Any]) -> dict[str, Any]:
+        """`results` plus `changes`: what is new since the previous run of the same job, parameters
+        and workspace (found among the finished runs in the reports directory)."""
+        run = current_run()
+        reports_dir = Path(run["run_dir"]).parents[1] if run["run_dir"] else DEFAULT_REPORTS_DIR
+        current = {**results, "job": self.job, "run_id": run["run_id"]}
+        return {**results, "changes": compare(previous_results(reports_dir, current), current)}
 
     def write_results(self, results: Mapping[str, Any]) -> Any:
         """results.json for this run (inside the runner; returns None elsewhere)."""

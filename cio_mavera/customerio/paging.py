@@ -2,38 +2,49 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-log = logging.getLogger("cio_mavera.customerio")
+from ..errors import ApiError
+from .errors import APP_SERVICE
 
 PageFetch = Callable[[str | None], tuple[list[Any], str | None]]
 
+# Empty pages with a `next` followed in a row before giving up. No source says how many a live
+# list can hold (UNVERIFIED); each costs one request of the App API's 10 a second.
+MAX_EMPTY_PAGES = 25
 
-def cursor_pages(fetch: PageFetch) -> Iterator[list[Any]]:
-    """Yield non-empty pages from `fetch(start) -> (items, next)` until the list ends.
 
-    The end is a falsy `next` ("" on the last page, or null/absent), or an empty page after the
-    first: `/v1/sender_identities` hands out a `next` after its last item and then an empty page.
-    (Airbyte notes an empty segment-membership page "is not proof of the end"; we follow the
-    reference's client notes §8 and stop, since no source shows a later page with items.)
-    A short page never ends the list.
+def cursor_pages(fetch: PageFetch, *, max_empty_pages: int = MAX_EMPTY_PAGES) -> Iterator[list[Any]]:
+    """Yield non-empty pages from `fetch(start) -> (items, next)` until `next` is falsy.
+
+    The end is a falsy `next` only ("" on the last page, or null/absent). An empty page that
+    still carries a `next` is not proof of the end (Airbyte's live notes on segment membership,
+    reference §2.3), so it is followed; `/v1/sender_identities`' trailing empty page ends with
+    `next: ""` and stops the loop by that. More than `max_empty_pages` empty pages in a row, or a
+    cursor that repeats itself, raise `ApiError` rather than loop or return a list that may be
+    incomplete. A short page never ends the list.
     """
     start: str | None = None
-    first = True
+    empty_in_a_row = 0
     while True:
         items, next_token = fetch(start)
-        if not items and not first:
-            return
         if items:
+            empty_in_a_row = 0
             yield items
+        else:
+            empty_in_a_row += 1
         if not next_token:
             return
         if next_token == start:
-            log.warning("cursor %r repeated itself; stopping to avoid an endless loop", start)
-            return
-        start, first = next_token, False
+            raise ApiError(f"Customer.io handed back the cursor {start!r} it was asked for; "
+                           "stopped paging so as not to loop (the list may be incomplete) — "
+                           "retry later", service=APP_SERVICE)
+        if empty_in_a_row > max_empty_pages:
+            raise ApiError(f"Customer.io sent {empty_in_a_row} empty pages in a row, each with "
+                           f"a next cursor; stopped after {max_empty_pages} (the list may be "
+                           "incomplete) — retry later", service=APP_SERVICE)
+        start = next_token
 
 
 def inclusive_windows(start: int, end: int, window_s: int) -> list[tuple[int, int]]:

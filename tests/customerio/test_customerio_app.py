@@ -16,9 +16,9 @@ from conftest import END, settings_for
 
 from cio_mavera.connect import Connection
 from cio_mavera.customerio.app import AppClient, MetricSeries
-from cio_mavera.customerio.paging import inclusive_windows
+from cio_mavera.customerio.paging import MAX_EMPTY_PAGES, inclusive_windows
 from cio_mavera.customerio.region import detect_region
-from cio_mavera.errors import AuthError, ConfigError, InvalidParameter, NotFound
+from cio_mavera.errors import ApiError, AuthError, ConfigError, InvalidParameter, NotFound
 from cio_mavera.http import RetryPolicy
 from cio_mavera.ratelimit import NoLimit
 from cio_mavera.sandbox.customerio.data import cio_data
@@ -250,22 +250,58 @@ def test_customer_search_pages_cover_everyone_once(app: AppClient, sandbox) -> N
                                                            "operator": "exists"}}]}}
 
 
-def test_pagination_stops_on_an_empty_page_after_the_first(tmp_path: Path) -> None:
-    calls: list[str | None] = []
+def test_empty_pages_that_carry_a_next_cursor_are_followed(app: AppClient, sandbox) -> None:
+    sandbox.state.cio.hollow_pages = 2  # two empty pages, each with a `next`, before every page
+    members = sandbox.state.workspace.segment_members
+    segment_id = max(members, key=lambda s: len(members[s]) if len(members[s]) < 2000 else 0)
+    pages = list(app.segment_members(segment_id, limit=500))
+    ids = [person["cio_id"] for page in pages for person in page]
+    assert len(ids) == len(set(ids)) == len(members[segment_id])
+    assert _requests(sandbox) == 3 * len(pages)
+    everyone = [p["cio_id"] for page in app.search_customers(limit=700) for p in page]
+    assert len(set(everyone)) == len(everyone) == 2000
+    campaign_id = app.campaigns()[0]["id"]
+    ws_actions = sandbox.state.workspace.actions
+    assert len(app.campaign_actions(campaign_id)) == int((ws_actions["campaign_id"] == campaign_id).sum())
+    assert [n["id"] for n in app.newsletters(limit=2)] == [n["id"] for n in app.newsletters()]
 
+
+def _empty_pages(tokens: list[str | None], repeat: bool = False):
     def handler(request: httpx.Request) -> httpx.Response:
         start = request.url.params.get("start")
-        calls.append(start)
-        if start is None:
+        tokens.append(start)
+        token = start if repeat and start else f"t{len(tokens)}"
+        return httpx.Response(200, json={"identifiers": [], "ids": [], "next": token})
+
+    return handler
+
+
+def test_endless_empty_pages_end_in_an_error_not_a_loop(tmp_path: Path) -> None:
+    tokens: list[str | None] = []
+    with _mock_client(_empty_pages(tokens), tmp_path) as client, \
+            pytest.raises(ApiError, match="26 empty pages in a row"):
+        list(client.search_customers())
+    assert len(tokens) == MAX_EMPTY_PAGES + 1
+
+
+def test_a_cursor_that_repeats_itself_is_an_error(tmp_path: Path) -> None:
+    tokens: list[str | None] = []
+    with _mock_client(_empty_pages(tokens, repeat=True), tmp_path) as client, \
+            pytest.raises(ApiError, match="cursor 't1'"):
+        list(client.search_customers())
+    assert tokens == [None, "t1"]
+
+
+def test_a_trailing_empty_page_with_an_empty_next_ends_the_list(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        # The sender-identities quirk: a `next` after the last item, then an empty last page.
+        if request.url.params.get("start") is None:
             return httpx.Response(200, json={"identifiers": [{"cio_id": "a1", "id": "1"}],
                                              "ids": ["1"], "next": "Mg=="})
-        # The sender-identities quirk: a non-empty `next` on a page with nothing in it.
-        return httpx.Response(200, json={"identifiers": [], "ids": [], "next": "Mw=="})
+        return httpx.Response(200, json={"identifiers": [], "ids": [], "next": ""})
 
     with _mock_client(handler, tmp_path) as client:
-        pages = list(client.search_customers())
-    assert [[p["cio_id"] for p in page] for page in pages] == [["a1"]]
-    assert calls == [None, "Mg=="]
+        assert [[p["cio_id"] for p in page] for page in client.search_customers()] == [["a1"]]
 
 
 def test_pagination_stops_when_next_is_null(tmp_path: Path) -> None:

@@ -341,6 +341,20 @@ def test_membership_pages_cover_the_segment_once_and_end_with_empty_next(api: Ap
     assert api.app.get(f"/v1/segments/{beta['id']}/membership", params={"limit": 30001}).status_code == 400
 
 
+def test_hollow_pages_knob_serves_empty_pages_that_still_carry_next(api: Api) -> None:
+    api.server.state.cio.hollow_pages = 2
+    beta = _segments(api)["Beta testers"]
+    count = api.get(f"/v1/segments/{beta['id']}/customer_count")["count"]
+    sizes, start = [], ""
+    while True:
+        page = api.get(f"/v1/segments/{beta['id']}/membership", limit=count // 2 + 1, start=start)
+        sizes.append(len(page["ids"]))
+        start = page["next"]
+        if not start:
+            break
+    assert sizes == [0, 0, count // 2 + 1, 0, 0, count - count // 2 - 1]
+
+
 # --- customers -------------------------------------------------------------------------------
 
 
@@ -361,9 +375,12 @@ def test_match_all_search_pages_through_everyone_in_pages_of_1000(api: Api) -> N
     assert api.app.post("/v1/customers", json=MATCH_ALL, params={"limit": 1001}).status_code == 400
 
 
-def test_search_filter_grammar_matches_pandas(api: Api) -> None:
-    frame = api.server.state.workspace.customers
+def test_search_filter_grammar_matches_the_reported_attribute_strings(api: Api) -> None:
+    ws = api.server.state.workspace
+    # What the App API reports for each person: search compares against these strings.
+    people = customer_attribute_strings(ws, list(range(len(ws.customers))))
     beta = _segments(api)["Beta testers"]["id"]
+    in_beta = set(int(r) for r in ws.segment_members[beta])
 
     def count(filter_: dict) -> int:
         total, start = 0, ""
@@ -374,18 +391,25 @@ def test_search_filter_grammar_matches_pandas(api: Api) -> None:
             if not start:
                 return total
 
+    def expected(test) -> int:
+        return sum(1 for row, attrs in enumerate(people) if test(row, attrs))
+
     enterprise = {"attribute": {"field": "plan", "operator": "eq", "value": "enterprise"}}
     trial = {"attribute": {"field": "trial_user", "operator": "eq", "value": "true"}}
-    assert count(enterprise) == int((frame["plan"] == "enterprise").sum())
+    is_enterprise = lambda row, a: a.get("plan") == "enterprise"  # noqa: E731
+    is_trial = lambda row, a: a.get("trial_user") == "true"  # noqa: E731
+    assert count(enterprise) == expected(is_enterprise) > 0
     assert count({"not": enterprise}) == 2000 - count(enterprise)
-    assert count({"or": [enterprise, trial]}) == int(((frame["plan"] == "enterprise") | frame["trial_user"]).sum())
-    assert count({"and": [{"segment": {"id": beta}}, {"not": trial}]}) == int(
-        (~frame["trial_user"].to_numpy()[api.server.state.workspace.segment_members[beta]]).sum())
-    assert count({"attribute": {"field": "id", "operator": "exists"}}) == int(frame["id"].notna().sum())
-    person = frame.iloc[7]
-    assert count({"attribute": {"field": "email", "operator": "eq", "value": person["email"]}}) == 1
-    assert count({"attribute": {"field": "seats", "operator": "eq", "value": str(person["seats"])}}) == int(
-        (frame["seats"] == person["seats"]).sum())
+    assert count({"or": [enterprise, trial]}) == expected(
+        lambda row, a: is_enterprise(row, a) or is_trial(row, a))
+    assert count({"and": [{"segment": {"id": beta}}, {"not": trial}]}) == expected(
+        lambda row, a: row in in_beta and not is_trial(row, a))
+    assert count({"attribute": {"field": "id", "operator": "exists"}}) == expected(
+        lambda row, a: a.get("id") not in (None, ""))
+    person = people[7]
+    for field in ("email", "seats"):
+        assert count({"attribute": {"field": field, "operator": "eq", "value": person[field]}}) == (
+            expected(lambda row, a, field=field: a.get(field) == person[field]))
     assert api.app.post("/v1/customers", json={"filter": {"bogus": 1}}).status_code == 400
 
 
@@ -561,8 +585,8 @@ def test_sandbox_serve_prints_exports_and_serves_until_interrupted() -> None:
          "--region", "eu", "--app-rps", "3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        exports = {}
-        while len(exports) < 8:
+        exports: dict[str, str] = {}
+        while not {"CIO_REGION", "CIO_APP_URL", "CIO_APP_KEY", "MAVERA_WORKSPACE_ID"} <= set(exports):
             line = process.stdout.readline()
             assert line, process.stderr.read()
             name, _, value = line.strip().removeprefix("export ").partition("=")

@@ -11,10 +11,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..workspace import metric_series
-from .cursors import page_bounds
 from .data import data_of
 from .metrics import metrics_answer
-from .params import int_path, start_offset
+from .params import int_path, page_window
 from .responses import AppError, app_json
 from .shapes import action_object, campaign_object
 
@@ -53,7 +52,7 @@ async def list_actions(request: Request) -> JSONResponse:
     campaign = campaign_row(request)
     actions = data_of(request).ws.actions
     rows = list(actions[actions["campaign_id"] == campaign["campaign_id"]].itertuples())
-    start, stop, next_token = page_bounds(start_offset(request), ACTIONS_PAGE, len(rows))
+    start, stop, next_token = page_window(request, ACTIONS_PAGE, len(rows))
     return app_json({"actions": [action_object(r, list_item=True) for r in rows[start:stop]],
                      "next": next_token})
 

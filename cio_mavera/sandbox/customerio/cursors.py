@@ -14,22 +14,24 @@ class BadCursor(ValueError):
     """A `start` value that this server never handed out."""
 
 
-def encode_cursor(offset: int, prefix: str = "") -> str:
-    """The opaque token for the page starting at `offset`."""
-    return base64.b64encode(f"{prefix}{offset}".encode()).decode()
+def encode_cursor(offset: int, prefix: str = "", hollow: int = 0) -> str:
+    """The opaque token for the page starting at `offset` (`hollow`: empty pages already served
+    in front of it, see `CioState.hollow_pages`)."""
+    return base64.b64encode(f"{prefix}{offset}{f'~{hollow}' if hollow else ''}".encode()).decode()
 
 
-def decode_cursor(token: str | None, prefix: str = "") -> int:
-    """The offset behind `token` (0 for an absent or empty token)."""
+def decode_position(token: str | None, prefix: str = "") -> tuple[int, int]:
+    """(offset, empty pages already served before it) behind `token` ((0, 0) without one)."""
     if not token:
-        return 0
+        return 0, 0
     try:
         text = base64.b64decode(token.encode(), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise BadCursor(f"invalid start cursor {token!r}") from exc
-    if not text.startswith(prefix) or not text[len(prefix):].isdigit():
+    offset, _, hollow = text[len(prefix):].partition("~") if text.startswith(prefix) else ("", "", "")
+    if not offset.isdigit() or not (hollow == "" or hollow.isdigit()):
         raise BadCursor(f"invalid start cursor {token!r}")
-    return int(text[len(prefix):])
+    return int(offset), int(hollow or 0)
 
 
 def page_bounds(offset: int, limit: int, total: int, prefix: str = "") -> tuple[int, int, str]:

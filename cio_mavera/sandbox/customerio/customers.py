@@ -7,9 +7,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..state import sandbox_of
-from .cursors import page_bounds
 from .data import data_of
-from .params import id_type_of, json_body, page_limit, start_offset
+from .params import id_type_of, json_body, page_limit, page_window
 from .people import FilterError
 from .responses import AppError, app_json
 
@@ -22,13 +21,12 @@ async def search_customers(request: Request) -> JSONResponse:
     if not isinstance(body, dict) or "filter" not in body:
         raise AppError(400, "body must be {\"filter\": {...}}")
     limit = page_limit(request, SEARCH_LIMIT)
-    offset = start_offset(request)
     people = data_of(request).people
     try:
         rows = people.search(body["filter"])
     except FilterError as exc:
         raise AppError(400, f"invalid filter: {exc}") from exc
-    start, stop, next_token = page_bounds(offset, limit, len(rows))
+    start, stop, next_token = page_window(request, limit, len(rows))
     identifiers, ids = people.identifiers(rows[start:stop])
     return app_json({"identifiers": identifiers, "ids": ids, "next": next_token})
 

@@ -8,10 +8,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .campaigns import campaign_row
-from .cursors import page_bounds
 from .data import data_of
 from .newsletters import newsletter_item
-from .params import int_query, page_limit, start_offset
+from .params import int_query, page_limit, page_window
 from .responses import AppError, app_json
 
 MESSAGES_LIMIT = (50, 1000)  # (default, max)
@@ -44,7 +43,6 @@ async def get_message(request: Request) -> JSONResponse:
 def _page(request: Request, fixed: dict[str, int]) -> JSONResponse:
     q = request.query_params
     limit = page_limit(request, MESSAGES_LIMIT)
-    offset = start_offset(request)
     data = data_of(request)
     start_ts, end_ts = _window(q.get("start_ts"), q.get("end_ts"), data.generated_at)
     sample = data.messages
@@ -62,7 +60,7 @@ def _page(request: Request, fixed: dict[str, int]) -> JSONResponse:
         if all(r[k] == v for k, v in wanted.items())
         and (kind is None or r["type"] == kind) and (metric is None or metric in r["metrics"])
     ]
-    start, stop, next_token = page_bounds(offset, limit, len(picked))
+    start, stop, next_token = page_window(request, limit, len(picked))
     tracked = q.get("get_tracked_responses") == "true"
     return app_json({"messages": [sample.render(r, tracked) for r in picked[start:stop]],
                      "next": next_token})

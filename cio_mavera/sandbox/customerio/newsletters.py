@@ -10,10 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .cursors import page_bounds
 from .data import data_of
 from .metrics import v1_metrics_answer
-from .params import int_path, page_limit, start_offset
+from .params import int_path, page_limit, page_window
 from .responses import AppError, app_json
 from .sends import Newsletters
 
@@ -37,7 +36,7 @@ async def list_newsletters(request: Request) -> JSONResponse:
     if sort == "desc":
         items.reverse()
     limit = page_limit(request, NEWSLETTERS_LIMIT)
-    start, stop, next_token = page_bounds(start_offset(request), limit, len(items))
+    start, stop, next_token = page_window(request, limit, len(items))
     return app_json({"newsletters": [Newsletters.object(i) for i in items[start:stop]],
                      "next": next_token})
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from .cursors import BadCursor, decode_cursor
+from ..state import sandbox_of
+from .cursors import BadCursor, decode_position, encode_cursor, page_bounds
 from .people import ID_TYPES
 from .responses import AppError
 
@@ -36,12 +37,19 @@ def int_query(raw: str, name: str) -> int:
         raise AppError(400, f"{name} must be an integer") from exc
 
 
-def start_offset(request: Request, prefix: str = "") -> int:
-    """The offset behind the `start` cursor (0 without one)."""
+def page_window(request: Request, limit: int, total: int, prefix: str = "") -> tuple[int, int, str]:
+    """(start, stop, next token) of the page the `start` cursor asks for, out of `total` items.
+
+    With `CioState.hollow_pages` = k, every page with items is preceded by k empty pages that
+    still carry a `next` cursor: an empty page is not proof of the end (customerio-api.md §2.3).
+    """
     try:
-        return decode_cursor(request.query_params.get("start"), prefix)
+        offset, served = decode_position(request.query_params.get("start"), prefix)
     except BadCursor as exc:
         raise AppError(400, str(exc)) from exc
+    if served < sandbox_of(request).cio.hollow_pages and offset < total:
+        return offset, offset, encode_cursor(offset, prefix, served + 1)
+    return page_bounds(offset, limit, total, prefix)
 
 
 def page_limit(request: Request, bounds: tuple[int, int]) -> int:

@@ -9,9 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .cursors import page_bounds
 from .data import CioData, data_of
-from .params import int_path, page_limit, start_offset
+from .params import int_path, page_limit, page_window
 from .responses import AppError, app_json
 
 MEMBERSHIP_LIMIT = (1000, 30000)  # (default, max); the default is UNVERIFIED (the docs give only the max)
@@ -54,11 +53,10 @@ async def segment_membership(request: Request) -> JSONResponse:
     data = data_of(request)
     members = data.ws.segment_members.get(segment_id, np.array([], dtype=np.int64))
     limit = page_limit(request, MEMBERSHIP_LIMIT)
-    offset = start_offset(request, MEMBERSHIP_CURSOR_PREFIX)
     if len(members) == 0:
         # Live: an empty segment answers null lists, not empty ones.
         return app_json({"identifiers": None, "ids": None, "next": "", "segment_id": segment_id})
-    start, stop, next_token = page_bounds(offset, limit, len(members), MEMBERSHIP_CURSOR_PREFIX)
+    start, stop, next_token = page_window(request, limit, len(members), MEMBERSHIP_CURSOR_PREFIX)
     identifiers, ids = data.people.identifiers(members[start:stop])
     return app_json({"identifiers": identifiers, "ids": ids, "next": next_token,
                      "segment_id": segment_id})

@@ -58,6 +58,10 @@ class CioState:
         self.derived_lock = threading.Lock()
         # Attribute updates that landed on existing workspace customers: row index -> {name: str}.
         self.overlays: dict[int, dict[str, str]] = {}
+        # Knob: empty pages (each with a `next` cursor) served before every page with items on
+        # the paged App routes; 0 by default. Live, an empty membership page is "not proof of
+        # the end" (customerio-api.md §2.3), so a client must follow them.
+        self.hollow_pages = 0
 
     def roll_forced_429(self, rate: float) -> bool:
         """True for a request the `force_429_rate` knob should refuse."""
@@ -82,12 +86,13 @@ class CioState:
             self.v2_operations.append(operation)
 
     def reset(self) -> None:
-        """Forget write-backs and the rate window (the workspace itself is untouched)."""
+        """Forget write-backs, the rate window and the hollow-pages knob (the workspace stays)."""
         with self._lock:
             self.identified.clear()
             self.events.clear()
             self.v2_operations.clear()
             self.overlays.clear()
+            self.hollow_pages = 0
             self._rng = random.Random(self._seed)
         self.rate.clear()
 

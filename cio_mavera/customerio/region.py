@@ -9,7 +9,7 @@ also builds the Track API's `HttpClient`, which `TrackClient` uses too; it impor
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 
@@ -36,11 +36,36 @@ def track_http(settings: Settings, *, limiter: RateLimiter | None = None,
                       error_factory=track_error, transport=transport)
 
 
+def track_send(http: HttpClient, method: str, path: str, **kw: Any) -> httpx.Response:
+    """`http.request(...)` for Track, where a redirect is an error, never a success.
+
+    Track redirects EU workspaces' traffic sent to the US host (reference §1). The redirect is
+    not followed: it would send the Track key to whatever host the `Location` names, and the
+    region is a setting to fix, not something to work around on every call.
+    """
+    response = http.request(method, path, **kw)
+    if 300 <= response.status_code < 400:
+        raise redirect_error(response, f"{method.upper()} {path}")
+    return response
+
+
+def redirect_error(response: httpx.Response, route: str) -> ApiError:
+    """The error for a Track answer that redirects: it names CIO_REGION and where it pointed."""
+    location = response.headers.get("location", "")
+    region = "eu" if "-eu" in location else "us"
+    where = f" to {location.split('?')[0]}" if location else ""
+    return ApiError(f"Customer.io Track answered {route} with a {response.status_code} "
+                    f"redirect{where}: this workspace lives in another region — set "
+                    f"CIO_REGION={region} (the redirect is not followed, so the Track key went "
+                    "nowhere else and the request was not applied)",
+                    service=TRACK_SERVICE, status=response.status_code, code="redirect")
+
+
 def detect_region(settings: Settings, *, transport: httpx.BaseTransport | None = None
                   ) -> Literal["us", "eu"]:
     """The workspace's region, asked of Track's `GET /api/v1/accounts/region` (needs Track keys)."""
     with track_http(settings, transport=transport) as http:
-        body = http.get_json("/api/v1/accounts/region")
+        body = track_send(http, "GET", "/api/v1/accounts/region").json()
     region = str(body.get("region", "")).lower()
     if region not in ("us", "eu"):
         raise ApiError(f"Customer.io region lookup returned no usable region: {str(body)[:120]}",

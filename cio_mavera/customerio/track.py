@@ -15,7 +15,7 @@ from ..errors import InvalidParameter
 from ..http import RequestStats, RetryPolicy
 from ..ratelimit import RateLimiter, SlidingWindowLimiter
 from ..settings import Settings
-from .region import track_http
+from .region import track_http, track_send
 
 # Reference §2.5: a /api/v2/batch request may hold 500 KB, each item 32 KB. Whether "KB" means
 # 1000 or 1024 bytes is UNVERIFIED, so the smaller reading is the default (splitting a little
@@ -107,7 +107,11 @@ def split_batch(operations: Sequence[dict[str, Any]], *, max_batch_bytes: int = 
 
 
 class TrackClient:
-    """The Customer.io Track API (Basic auth with site id and Track API key)."""
+    """The Customer.io Track API (Basic auth with site id and Track API key).
+
+    A redirect (Track's answer to an EU workspace on the US host) raises an error naming
+    CIO_REGION; it never counts as a success.
+    """
 
     def __init__(self, source: Settings | Connection, *, limiter: RateLimiter | None = None,
                  retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None,
@@ -132,14 +136,14 @@ class TrackClient:
 
     def region(self) -> dict[str, Any]:
         """The account's region record: {"url", "region", "environment_id"}."""
-        return self.http.get_json("/api/v1/accounts/region")
+        return track_send(self.http, "GET", "/api/v1/accounts/region").json()
 
     def identify(self, identifier: str, **attributes: Any) -> None:
         """Create or update a person (a PUT of the same attributes is safe to repeat)."""
         if not str(identifier).strip():
             raise InvalidParameter("identify needs a non-empty identifier")
-        self.http.request("PUT", f"/api/v1/customers/{quote(str(identifier), safe='')}",
-                          json=attributes)
+        track_send(self.http, "PUT", f"/api/v1/customers/{quote(str(identifier), safe='')}",
+                   json=attributes)
 
     def track(self, identifier: str, name: str, data: dict[str, Any] | None = None, *,
               timestamp: int | None = None, event_id: str | None = None) -> None:
@@ -154,8 +158,8 @@ class TrackClient:
         if event_id:
             body["id"] = event_id
         # Customer.io deduplicates events by `id`, so only then is a blind retry harmless.
-        self.http.request("POST", f"/api/v1/customers/{quote(str(identifier), safe='')}/events",
-                          json=body, idempotent=bool(event_id))
+        track_send(self.http, "POST", f"/api/v1/customers/{quote(str(identifier), safe='')}/events",
+                   json=body, idempotent=bool(event_id))
 
     def batch(self, operations: Sequence[dict[str, Any]], *,
               max_batch_bytes: int = MAX_BATCH_BYTES,
@@ -170,8 +174,8 @@ class TrackClient:
         result = BatchResult(failures=list(failures))
         for group in groups:
             ops = [operations[i] for i in group]
-            response = self.http.request("POST", "/api/v2/batch", json={"batch": ops},
-                                         idempotent=batch_is_idempotent(ops), expect=(400,))
+            response = track_send(self.http, "POST", "/api/v2/batch", json={"batch": ops},
+                                  idempotent=batch_is_idempotent(ops), expect=(400,))
             result.requests += 1
             result.sent += len(group)
             result.failures.extend(_batch_failures(response, group))

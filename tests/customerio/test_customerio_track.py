@@ -15,7 +15,7 @@ from cio_mavera.customerio.track import (
     batch_is_idempotent,
     split_batch,
 )
-from cio_mavera.errors import AuthError, InvalidParameter, ServerError
+from cio_mavera.errors import ApiError, AuthError, InvalidParameter, ServerError
 from cio_mavera.http import RetryPolicy
 from cio_mavera.settings import Secret, Settings
 
@@ -158,3 +158,38 @@ def test_wrong_track_key_names_site_id_and_api_key(sandbox, tmp_path: Path) -> N
 def test_region_lookup_reports_the_workspace_region(track) -> None:
     body = track.region()
     assert body["region"] == "us" and isinstance(body["environment_id"], int)
+
+
+def test_a_redirect_to_the_eu_host_is_an_error_naming_cio_region(make_sandbox, tmp_path: Path) -> None:
+    server = make_sandbox(customers=50, region="eu")
+    settings = settings_for(server, tmp_path)
+    us_host = settings.with_overrides(track_url_override=settings.track_url.replace("/cio-eu/", "/cio/"))
+    with TrackClient(us_host) as client:
+        with pytest.raises(ApiError, match="CIO_REGION=eu") as info:
+            client.identify("u1", plan="pro")
+        assert info.value.status == 307 and "/cio-eu/track" in str(info.value)
+        with pytest.raises(ApiError, match="CIO_REGION=eu"):
+            client.batch([_identify(1)])
+        with pytest.raises(ApiError, match="CIO_REGION=eu"):
+            client.track("u1", "upgraded", event_id="01HULID")
+        assert client.region()["region"] == "eu"  # the lookup answers on either host
+    assert server.state.cio.identified == {} and server.state.cio.events == []
+    with TrackClient(settings) as client:
+        client.identify("u1", plan="pro")
+    assert server.state.cio.identified == {"u1": {"plan": "pro"}}
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_no_redirect_is_followed_or_counted_as_success(status: int, tmp_path: Path) -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        return httpx.Response(status, headers={"location": "https://collector.example/steal"})
+
+    settings = Settings(site_id="site", api_key=Secret("track-key-123"), data_dir=tmp_path,
+                        track_url_override="https://track.customer.io")
+    with TrackClient(settings, transport=httpx.MockTransport(handler)) as client, \
+            pytest.raises(ApiError, match="CIO_REGION=us"):
+        client.identify("u1", plan="pro")
+    assert sent == ["https://track.customer.io/api/v1/customers/u1"]

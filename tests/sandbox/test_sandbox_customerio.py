@@ -508,6 +508,23 @@ def test_track_rejects_bad_basic_auth_and_reports_region(api: Api) -> None:
     assert app_key.status_code == 401
 
 
+def test_eu_traffic_on_the_us_track_host_is_redirected_and_not_applied(make_sandbox) -> None:
+    server = make_sandbox(customers=50, region="eu")
+    env = server.env()
+    us_host = env["CIO_TRACK_URL"].replace("/cio-eu/", "/cio/")
+    auth = (env["CIO_SITE_ID"], env["CIO_API_KEY"])
+    moved = httpx.put(f"{us_host}/api/v1/customers/u_1?x=1", json={"plan": "pro"}, auth=auth)
+    assert moved.status_code == 307 and moved.content == b""
+    assert moved.headers["location"] == f"{env['CIO_TRACK_URL']}/api/v1/customers/u_1?x=1"
+    batch = httpx.post(f"{us_host}/api/v2/batch", json={"batch": []}, auth=auth)
+    assert batch.status_code == 307
+    assert server.state.cio.identified == {} and server.state.cio.v2_operations == []
+    assert httpx.put(f"{us_host}/api/v1/customers/u_1", json={}, auth=(auth[0], "no")).status_code == 401
+    region = httpx.get(f"{us_host}/api/v1/accounts/region", auth=auth)
+    assert region.status_code == 200 and region.json()["region"] == "eu"
+    assert httpx.put(moved.headers["location"], json={"plan": "pro"}, auth=auth).status_code == 200
+
+
 def test_identify_writes_back_to_attribute_reads_and_events_are_recorded(api: Api) -> None:
     person = api.server.state.workspace.customers.iloc[11]
     response = api.track.put(f"/api/v1/customers/{person['id']}", json={"plan": "legendary", "vip": True})

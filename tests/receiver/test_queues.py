@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ from redis_server import MISSING_REASON, RedisServer, redis_available
 
 from cio_mavera.errors import ConfigError
 from cio_mavera.receiver.queues import (
+    DeadLetter,
+    EventRejected,
     QueueUnavailable,
     RedisQueue,
     SqliteQueue,
@@ -20,6 +23,7 @@ from cio_mavera.receiver.queues import (
     default_queue_path,
     open_queue,
 )
+from cio_mavera.receiver.queues import sqlite as sqlite_queue
 
 VISIBILITY_S = 0.3
 
@@ -197,3 +201,111 @@ def test_open_queue_parses_urls_and_paths(tmp_path):
 def test_open_queue_rejects_bad_urls_with_config_error(url):
     with pytest.raises(ConfigError):
         open_queue(url)
+
+
+# -- dead letters, in both backends ----------------------------------------------------------------
+
+
+def letter(payload: bytes, reason: str = "json", stage: str = "receiver", event_id: str | None = None) -> DeadLetter:
+    return DeadLetter.of(payload, reason, f"detail of {reason}", stage=stage, received_at=1700000000.5,
+                         event_id=event_id, now=1700000001.0)
+
+
+def test_dead_letters_are_stored_once_per_body_and_listed_oldest_first(queue):
+    assert asyncio.run(queue.enqueue_dead(letter(b"{bad"))) is True
+    assert asyncio.run(queue.enqueue_dead(letter(b"{bad"))) is False  # Customer.io's retry of that body
+    assert queue.store_dead([letter(b"[]", "shape", "worker", "e9"), letter(b"{bad")]) == 1
+    assert queue.dead_count() == 2
+    first, second = queue.dead_letters()
+    assert (first.payload, first.reason, first.stage, first.received_at) == (b"{bad", "json", "receiver",
+                                                                             1700000000.5)
+    assert (second.payload, second.stage, second.event_id) == (b"[]", "worker", "e9")
+    assert queue.depth() == 0  # dead letters are not events
+
+
+def test_replaying_a_dead_letter_queues_it_even_when_its_event_id_was_seen(queue):
+    body = b'{"event_id":"e1","metric":"cio_subscription_preferences_changed"}'
+    enqueue(queue, "e1", body)
+    queue.ack([e.id for e in queue.claim("w1")])  # stored, then the worker dead-lettered it
+    queue.store_dead([letter(body, "missing_field", "worker", "e1")])
+    assert queue.replay_dead(letter(body).key, "e1") is True
+    assert queue.replay_dead(letter(body).key, "e1") is False  # no longer waiting
+    [item] = queue.claim("w2")
+    assert (item.event_id, item.payload, item.received_at) == ("e1", body, 1700000000.5)
+    assert queue.dead_count() == 0
+    [done] = queue.dead_letters(replayed=True)
+    assert done.replayed_at is not None and done.reason == "missing_field"
+
+
+def test_a_replayed_body_that_fails_again_waits_again(queue):
+    queue.store_dead([letter(b"{x}", "json")])
+    queue.replay_dead(letter(b"{x}").key, "x1")
+    assert queue.dead_count() == 0
+    assert queue.store_dead([letter(b"{x}", "not_storable", "worker")]) == 1
+    [again] = queue.dead_letters()
+    assert again.reason == "not_storable" and again.replayed_at is None
+
+
+def test_ping_answers_when_the_queue_can_commit(queue):
+    asyncio.run(queue.ping())
+
+
+# -- the SQLite writer never dies silently (issue 14, item 1) -------------------------------------
+
+
+def test_a_row_sqlite_refuses_fails_that_request_only_and_the_writer_keeps_writing(tmp_path):
+    q = SqliteQueue(tmp_path / "q.sqlite3")
+
+    async def batch() -> list:
+        return await asyncio.wait_for(asyncio.gather(
+            q.enqueue("ok1", b"{}", 1.0), q.enqueue("\ud800", b"{}", 1.0), q.enqueue("ok2", b"{}", 1.0),
+            return_exceptions=True), 60)
+
+    first, refused, second = asyncio.run(batch())
+    assert (first, second) == (True, True)
+    assert isinstance(refused, EventRejected)
+    assert q._writer is not None and q._writer.is_alive()
+    assert enqueue(q, "ok3") is True
+    assert q.event_ids() == {"ok1", "ok2", "ok3"}
+    q.close()
+
+
+def test_an_unexpected_error_fails_its_batch_and_the_writer_lives_on(tmp_path, monkeypatch, caplog):
+    q = SqliteQueue(tmp_path / "q.sqlite3")
+    real = SqliteQueue._commit_batch
+    calls = []
+
+    def flaky(self, conn, batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the writer")
+        return real(self, conn, batch)
+
+    monkeypatch.setattr(SqliteQueue, "_commit_batch", flaky)
+    with pytest.raises(QueueUnavailable):
+        asyncio.run(asyncio.wait_for(q.enqueue("lost", b"{}", 1.0), 60))
+    writer = q._writer
+    assert enqueue(q, "kept") is True
+    assert q._writer is writer and writer.is_alive()  # the same thread, never restarted
+    assert "could not commit a batch" in caplog.text
+    assert q.event_ids() == {"kept"}
+    q.close()
+
+
+def test_a_writer_that_cannot_start_fails_requests_at_once_and_the_next_request_restarts_it(tmp_path, monkeypatch):
+    q = SqliteQueue(tmp_path / "q.sqlite3")
+
+    def refuse(path, synchronous):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite_queue, "_connect", refuse)
+    for _ in range(2):
+        with pytest.raises(QueueUnavailable, match="unable to open"):
+            asyncio.run(asyncio.wait_for(q.enqueue("e1", b"{}", 1.0), 60))
+        with pytest.raises(QueueUnavailable):
+            asyncio.run(asyncio.wait_for(q.ping(), 60))
+    monkeypatch.undo()
+    assert enqueue(q, "e1") is True
+    asyncio.run(q.ping())
+    assert q.writer_restarts >= 1 and q.last_error is None
+    q.close()

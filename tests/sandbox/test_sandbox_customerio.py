@@ -538,6 +538,25 @@ def test_identify_writes_back_to_attribute_reads_and_events_are_recorded(api: Ap
     assert api.track.post("/api/v1/customers/u_1/events", json={"data": {}}).status_code == 400
 
 
+def test_track_creates_people_the_app_api_then_reads_and_searches(api: Api) -> None:
+    created = api.track.put("/api/v1/customers/t_new", json={"email": "T.New@example.com",
+                                                              "plan": "track-plan"})
+    assert created.status_code == 200
+    person = api.get("/v1/customers/t_new/attributes")["customer"]
+    assert person["attributes"]["plan"] == "track-plan" and len(person["attributes"]["cio_id"]) == 12
+    assert api.get("/v1/customers", email="t.new@example.com")["results"][0]["id"] == "t_new"
+    entity = api.track.post("/api/v2/entity", json={
+        "type": "person", "action": "identify", "identifiers": {"email": "v2.new@example.com"},
+        "attributes": {"plan": "track-plan"}})
+    assert entity.status_code == 200
+    plan = {"filter": {"attribute": {"field": "plan", "operator": "eq", "value": "track-plan"}}}
+    found = api.post("/v1/customers", plan)["identifiers"]
+    assert {p["email"] for p in found} == {"T.New@example.com", "v2.new@example.com"}
+    by_cio = api.post("/v1/customers/attributes", {"ids": [p["cio_id"] for p in found]},
+                      id_type="cio_id")["customers"]
+    assert len(by_cio) == 2
+
+
 def test_batch_with_bad_items_answers_207_and_applies_the_rest(api: Api) -> None:
     ok = {"type": "person", "action": "identify", "identifiers": {"id": "new-person-1"},
           "attributes": {"plan": "pro"}}
@@ -581,7 +600,7 @@ def test_reset_clears_write_backs_and_the_rate_window(api: Api) -> None:
     api.track.put("/api/v1/customers/u_000001", json={"x": 1})
     assert api.server.state.cio.identified
     assert httpx.post(api.server.url + "/__sandbox__/reset").status_code == 200
-    assert api.server.state.cio.identified == {} and api.server.state.cio.overlays == {}
+    assert api.server.state.cio.identified == {} and not api.server.state.cio.written
     attrs = api.get("/v1/customers/u_000001/attributes")["customer"]["attributes"]
     assert "x" not in attrs
 

@@ -1,4 +1,7 @@
-"""/v1/customers: search by filter, lookup by email, and attributes of one person or many."""
+"""/v1/customers: search by filter, lookup by email, and attributes of one person or many.
+
+All of them read the directory: the workspace's people as Track left them, and those it created.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..state import sandbox_of
-from .data import data_of
+from .data import directory_of
 from .params import id_type_of, json_body, page_limit, page_window
 from .people import FilterError
 from .responses import AppError, app_json
@@ -21,7 +23,7 @@ async def search_customers(request: Request) -> JSONResponse:
     if not isinstance(body, dict) or "filter" not in body:
         raise AppError(400, "body must be {\"filter\": {...}}")
     limit = page_limit(request, SEARCH_LIMIT)
-    people = data_of(request).people
+    people = directory_of(request)
     try:
         rows = people.search(body["filter"])
     except FilterError as exc:
@@ -35,7 +37,7 @@ async def customers_by_email(request: Request) -> JSONResponse:
     email = request.query_params.get("email")
     if not email:
         raise AppError(400, "email is required")
-    return app_json({"results": data_of(request).people.by_email(email)})
+    return app_json({"results": directory_of(request).by_email(email)})
 
 
 async def bulk_attributes(request: Request) -> JSONResponse:
@@ -46,20 +48,20 @@ async def bulk_attributes(request: Request) -> JSONResponse:
         raise AppError(400, "body must be {\"ids\": [string, ...]} with 1 to 100 ids")
     if len(ids) > BULK_IDS_MAX:
         raise AppError(400, f"too many ids: {len(ids)} (at most {BULK_IDS_MAX} per request)")
-    people = data_of(request).people
+    people = directory_of(request)
     found = people.find(id_type, list(dict.fromkeys(ids)))
     rows = [int(r) for r in found if r >= 0]
-    return app_json({"customers": people.attribute_items(rows, sandbox_of(request).cio.overlays)})
+    return app_json({"customers": people.attribute_items(rows)})
 
 
 async def customer_attributes(request: Request) -> JSONResponse:
     id_type = id_type_of(request)
     identifier = request.path_params["customer_id"]
-    people = data_of(request).people
+    people = directory_of(request)
     row = int(people.find(id_type, [identifier])[0])
     if row < 0:
         raise AppError(404, f"customer {identifier} not found")
-    item = people.attribute_items([row], sandbox_of(request).cio.overlays)[0]
+    item = people.attribute_items([row])[0]
     return app_json({"customer": item})
 
 

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from ..state import SandboxState, sandbox_of
 from ..workspace import Workspace
 from .deliveries import Messages
+from .directory import Directory
 from .people import People
 from .sends import Broadcasts, Newsletters
 from .state import CioState
@@ -41,10 +42,15 @@ def data_of(request: Request) -> CioData:
     return cio_data(sandbox_of(request))
 
 
-def person_row(state: SandboxState, kind: str, value: str) -> int | None:
-    """The workspace row of the person with identifier `kind`=`value`, if there is one."""
-    found = int(cio_data(state).people.find(kind, [value])[0])
-    return found if found >= 0 else None
+def directory(state: SandboxState) -> Directory:
+    """The people the App API reads for `state`: the workspace's, with what Track wrote."""
+    data = cio_data(state)
+    return Directory(data.people, state.cio.written, data.generated_at)
+
+
+def directory_of(request: Request) -> Directory:
+    """The people directory of the sandbox serving `request`."""
+    return directory(sandbox_of(request))
 
 
 def warm_up(state: SandboxState) -> None:

@@ -4,8 +4,8 @@ Search evaluates filters as numpy masks over the whole customers frame (a millio
 milliseconds once cached) and keeps the matching row numbers of recent filters, so paging through
 a match-all search costs one slice per page. Attribute comparisons follow the strings the API
 reports (`customer_attribute_strings`): `eq` on `mrr` with `"46.99"` matches the person whose
-attribute reads `"46.99"`. Attribute updates written through Track are not visible to search
-(only to attribute reads).
+attribute reads `"46.99"`. This is the workspace as generated; `directory.Directory` layers what
+Track wrote on top (updates and new people, for reads and searches alike).
 """
 
 from __future__ import annotations

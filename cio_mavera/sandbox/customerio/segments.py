@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .data import CioData, data_of
+from .data import CioData, data_of, directory_of
 from .params import int_path, page_limit, page_window
 from .responses import AppError, app_json
 
@@ -57,7 +57,7 @@ async def segment_membership(request: Request) -> JSONResponse:
         # Live: an empty segment answers null lists, not empty ones.
         return app_json({"identifiers": None, "ids": None, "next": "", "segment_id": segment_id})
     start, stop, next_token = page_window(request, limit, len(members), MEMBERSHIP_CURSOR_PREFIX)
-    identifiers, ids = data.people.identifiers(members[start:stop])
+    identifiers, ids = directory_of(request).identifiers(members[start:stop])
     return app_json({"identifiers": identifiers, "ids": ids, "next": next_token,
                      "segment_id": segment_id})
 

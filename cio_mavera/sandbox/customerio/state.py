@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
 from collections import deque
 from typing import Any
+
+from .directory import WrittenPeople
 
 
 class AppRateWindow:
@@ -56,8 +57,8 @@ class CioState:
         # Read-only data derived from the workspace (built on first use, kept across resets).
         self.derived: Any = None
         self.derived_lock = threading.Lock()
-        # Attribute updates that landed on existing workspace customers: row index -> {name: str}.
-        self.overlays: dict[int, dict[str, str]] = {}
+        # People as Track left them, for the App API to read back (directory.py).
+        self.written = WrittenPeople(seed)
         # Knob: empty pages (each with a `next` cursor) served before every page with items on
         # the paged App routes; 0 by default. Live, an empty membership page is "not proof of
         # the end" (customerio-api.md §2.3), so a client must follow them.
@@ -70,12 +71,10 @@ class CioState:
         with self._lock:
             return self._rng.random() < rate
 
-    def record_identify(self, identifier: str, attributes: dict[str, Any], row: int | None) -> None:
+    def record_identify(self, identifier: str, attributes: dict[str, Any]) -> None:
+        """Keep an identify's attributes under the identifier it was sent for (tests read them)."""
         with self._lock:
             self.identified.setdefault(identifier, {}).update(attributes)
-            if row is not None:
-                self.overlays.setdefault(row, {}).update(
-                    {k: _as_attribute_string(v) for k, v in attributes.items()})
 
     def record_event(self, identifier: str, event: dict[str, Any]) -> None:
         with self._lock:
@@ -91,18 +90,8 @@ class CioState:
             self.identified.clear()
             self.events.clear()
             self.v2_operations.clear()
-            self.overlays.clear()
+            self.written.clear()
             self.hollow_pages = 0
             self._rng = random.Random(self._seed)
         self.rate.clear()
 
-
-def _as_attribute_string(value: Any) -> str:
-    """How the App API reports an attribute written through Track: always a string."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return "" if value is None else str(value)

@@ -1,7 +1,7 @@
 """Track v1: the region lookup, identify (PUT a person) and events of a person.
 
-Writes answer `{}` and are recorded in `state.cio`; an identify of an existing workspace customer
-also shows up in that person's App API attribute reads.
+Writes answer `{}` and are recorded in `state.cio`; an identify updates (or creates) the person the
+App API then reads back, in attribute reads, lookups and searches (directory.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from ..config import CIO_TRACK_EU_PREFIX, CIO_TRACK_PREFIX
 from ..state import sandbox_of
-from .data import person_row
+from .data import directory
 from .responses import TrackV1Error, track_json
 from .track_rules import (
     RESERVED,
@@ -47,7 +47,8 @@ async def identify(request: Request) -> JSONResponse:
     state = sandbox_of(request)
     kind, value = identifier_kind(identifier)
     kept = {k: v for k, v in body.items() if k not in RESERVED}
-    state.cio.record_identify(identifier, kept, person_row(state, kind, value))
+    state.cio.record_identify(identifier, kept)
+    directory(state).write(kind, value, kept, create=body.get("_update") is not True)
     return track_json({})
 
 

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..state import SandboxState, sandbox_of
-from .data import person_row
+from .data import directory
 from .responses import TrackV2Error, track_json
 from .track_rules import BATCH_MAX_BYTES, ITEM_MAX_BYTES, v2_problem
 
@@ -65,7 +65,8 @@ def _apply(state: SandboxState, op: dict[str, Any]) -> None:
     key = f"cio_{value}" if kind == "cio_id" else str(value)
     if op["action"] == "identify":
         attributes = op.get("attributes") or {}
-        state.cio.record_identify(key, attributes, person_row(state, kind, str(value)))
+        state.cio.record_identify(key, attributes)
+        directory(state).write(kind, str(value), attributes)
     elif op["action"] in ("event", "screen", "page"):
         state.cio.record_event(key, {"name": op["name"], "type": op["action"],
                                      "data": op.get("attributes") or {},

@@ -18,6 +18,7 @@ every exception message.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 import urllib.request
@@ -68,6 +69,15 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "****")
     return text
+
+
+def _redacted(body: Any, secrets: Iterable[str]) -> Any:
+    """An error body (text or decoded JSON) with every secret value replaced by ****."""
+    if isinstance(body, str):
+        return redact(body, secrets)
+    if isinstance(body, dict | list):
+        return json.loads(redact(json.dumps(body), secrets))
+    return body
 
 
 def default_error(service: str) -> ErrorFactory:
@@ -231,6 +241,7 @@ class HttpClient:
         if attempts > 1 and response.status_code in self._retry.retry_statuses:
             message += f" (after {attempts} attempts)"
         error.args = (message,)
+        error.body = _redacted(error.body, self._secrets)  # error pages may quote the key they got
         return error
 
     def get_json(self, path: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:

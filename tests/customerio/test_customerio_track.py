@@ -153,6 +153,8 @@ def test_wrong_track_key_names_site_id_and_api_key(sandbox, tmp_path: Path) -> N
     message = str(info.value)
     assert "CIO_SITE_ID" in message and "CIO_API_KEY" in message and "CIO_REGION=eu" in message
     assert "bad-track-key-999" not in message
+    # The sandbox's 401 quotes the credentials it got; the body kept on the error is redacted.
+    assert "bad-track-key-999" not in info.value.body and "****" in info.value.body
 
 
 def test_region_lookup_reports_the_workspace_region(track) -> None:

@@ -16,6 +16,7 @@ from conftest import settings_for
 from cio_mavera import http as http_module
 from cio_mavera.connect import Connection
 from cio_mavera.errors import (
+    ApiError,
     AuthError,
     BudgetExceeded,
     ConfigError,
@@ -31,6 +32,7 @@ from cio_mavera.mavera.client import MaveraClient
 from cio_mavera.mavera.errors import (
     DuplicateName,
     FocusGroupTimeout,
+    Forbidden,
     InvalidRequest,
     PiiBlocked,
     StructuredOutputError,
@@ -390,19 +392,33 @@ def test_no_key_in_any_log_error_or_file(make_client, personas, sandbox, caplog,
     fault(sandbox, "/chat/completions", 429, count=1, retry_after=0)
     client.chat.create("Score: Hello", persona_id=personas[0]["id"])
     fault(sandbox, "/mave/chat", 503, count=1)
-    errors: list[Exception] = []
+    errors: list[ApiError] = []
     with pytest.raises(ServerError) as server_error:
         client.mave.chat("Research churn")
     errors.append(server_error.value)
+    # The sandbox quotes the key it got in these error pages, as real services sometimes do.
+    base = next(p for p in personas if not p.get("is_custom"))
+    with pytest.raises(Forbidden) as forbidden:
+        client.personas.update(base["id"], name="Renamed")
+    errors.append(forbidden.value)
+    sandbox.state.mavera.balance = 0
+    with pytest.raises(CreditsExhausted) as broke:
+        client.chat.create("Score: nothing left", persona_id=personas[0]["id"])
+    errors.append(broke.value)
     bad = Connection(client.connection.settings.with_overrides(mavera_key=Secret(wrong)), "live", "w")
     with pytest.raises(AuthError) as auth_error:
         make_client(connection=bad).usage.get()
     errors.append(auth_error.value)
     assert "MAVERA_API_KEY" in str(auth_error.value)
     client.close()
+    # The echoes happened, and were redacted: in the messages quoting the server, and the bodies.
+    assert "****" in str(forbidden.value) and "****" in str(broke.value)
+    assert all("****" in json.dumps(e.body) for e in (forbidden.value, broke.value, auth_error.value))
     for secret in (key, wrong):
         assert secret not in caplog.text
-        assert all(secret not in str(e) and secret not in repr(e.args) for e in errors)
+        for error in errors:
+            assert secret not in str(error) and secret not in repr(error.args)
+            assert secret not in json.dumps(error.body)
         for path in client.connection.settings.data_dir.rglob("*"):
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path

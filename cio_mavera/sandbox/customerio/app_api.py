@@ -41,7 +41,8 @@ class AppGuard:
         expected = f"Bearer {state.keys['CIO_APP_KEY']}"
         given = headers.get("authorization", "")
         if not secrets.compare_digest(given.encode(), expected.encode()) or self.region != config.region:
-            return AppError(401, "unauthorized")
+            # Quotes the header it got, as real error pages sometimes do: clients must redact it.
+            return AppError(401, f"unauthorized (Authorization: {given or 'none'})")
         if state.cio.roll_forced_429(config.force_429_rate) or not state.cio.rate.admit():
             state.stats.count_429("app")
             detail = f"rate limited to {config.app_rps} requests per 1s (reference {secrets.token_hex(3)})"

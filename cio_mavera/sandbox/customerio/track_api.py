@@ -60,10 +60,10 @@ class TrackGuard:
                 return
             await self.app(scope, receive, send)
         elif path.startswith("/api/v2/"):
-            await track_v2_error_response(
-                TrackV2Error(401, "unauthorized", "", "Unauthorized request"))(scope, receive, send)
+            await track_v2_error_response(TrackV2Error(
+                401, "unauthorized", "", _refusal(headers)))(scope, receive, send)
         else:
-            await track_v1_error_response(TrackV1Error(401, "Unauthorized request"))(scope, receive, send)
+            await track_v1_error_response(TrackV1Error(401, _refusal(headers)))(scope, receive, send)
 
     def _authorized(self, headers: Headers, host_region: str) -> bool:
         header = headers.get("authorization", "")
@@ -78,6 +78,17 @@ class TrackGuard:
             return False
         # A US account sending to the EU host fails (EU traffic to the US host is redirected).
         return not (host_region == "eu" and self.state.config.region == "us")
+
+
+def _refusal(headers: Headers) -> str:
+    """The 401 message: it quotes the credentials it got, decoded, as real error pages sometimes
+    do (clients must redact them)."""
+    header = headers.get("authorization", "")
+    try:
+        given = base64.b64decode(header.removeprefix("Basic ").encode(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        given = header
+    return f"Unauthorized request (credentials given: {given or 'none'})"
 
 
 def _eu_redirect(scope: Scope, headers: Headers, path: str) -> Response:

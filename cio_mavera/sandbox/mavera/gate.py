@@ -20,9 +20,11 @@ def authenticate(header: str | None, expected: str) -> str:
                               "Missing API key. Send 'Authorization: Bearer <MAVERA_API_KEY>'.")
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        # Quotes what it got, as real error pages sometimes do: clients must redact it.
         raise MaveraHTTPError(401, "invalid_api_key",
-                              "Invalid API key. Ensure your key starts with 'mvra_live_' "
-                              "(or is this sandbox's MAVERA_API_KEY) and has not been revoked.")
+                              f"Invalid API key '{token.strip() or header.strip()}'. Ensure your "
+                              "key starts with 'mvra_live_' (or is this sandbox's MAVERA_API_KEY) "
+                              "and has not been revoked.")
     return token.strip()
 
 

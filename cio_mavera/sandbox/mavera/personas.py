@@ -99,7 +99,8 @@ class PersonaById(Resource):
             if not persona.is_custom:
                 # §5.3: base personas are read-only; the status for trying is NOT FOUND ([INFER] 403).
                 raise MaveraHTTPError(403, "forbidden",
-                                      "Base personas are read-only; only custom personas can be modified.")
+                                      f"API key {self.key} may not modify base persona {ident}: "
+                                      "base personas are read-only; only custom ones can be.")
             _validate_fields(body, creating=False)
             name = body.get("name", persona.name).strip()
             other = account.custom_by_name(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from starlette.datastructures import Headers
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
@@ -51,12 +52,20 @@ class Resource(HTTPEndpoint):
             raise MaveraHTTPError(400, "invalid_persona", f"Unknown persona_id '{ident}'.", "persona_id")
         return persona
 
+    @property
+    def key(self) -> str:
+        """The API key this request was sent with (the gate has checked it)."""
+        header = Headers(scope=self.scope).get("authorization", "")
+        return header.partition(" ")[2].strip()
+
     def charge(self, endpoint: str, credits: int) -> None:
         """Charge `credits` or raise 402 (callers hold `account.lock` around check-and-create)."""
         if not self.account.can_afford(credits):
+            # Names the key, as real error pages sometimes do: clients must redact it.
             raise MaveraHTTPError(
                 402, "credits_exhausted",
-                f"Insufficient credits: this call needs {credits}, {self.account.balance} remain.")
+                f"Insufficient credits on API key {self.key}: this call needs {credits}, "
+                f"{self.account.balance} remain.")
         self.account.charge(endpoint, credits)
         self.sandbox.stats.charge(credits)
 

@@ -20,6 +20,8 @@ from cio_mavera.sandbox.workspace import (
     RATE_DEFINITIONS,
     RATE_METRICS,
     SERIES,
+    CampaignWorld,
+    World,
     WorkspaceLookupError,
     customer_attribute_strings,
     find_rows,
@@ -35,6 +37,12 @@ HIGHER_IS_WORSE = {"unsubscribe_rate", "bounce_rate", "spam_complaint_rate"}
 @pytest.fixture(scope="module", params=SEEDS)
 def ws(request):
     return generate_workspace(request.param, 3000, end=END)
+
+
+@pytest.fixture(scope="module", params=SEEDS)
+def clean_ws(request):
+    """The tidy world: every non-planted message has exactly its channel's rates."""
+    return generate_workspace(request.param, 300, end=END, world=World.clean())
 
 
 def _totals(ws, window: int) -> pd.DataFrame:
@@ -227,8 +235,102 @@ def test_planted_underperformers_are_clearly_below_their_channel(ws):
         assert rate < 0.7 * baseline, plant
 
 
-def test_bh_corrected_test_flags_exactly_the_planted_set(ws):
-    assert _flagged(ws, window=30) == _expected_findings(ws)
+def test_plants_are_outliers_relative_to_their_channels_spread_and_say_how_far(ws):
+    knobs = ws.world.campaigns
+    for plant in ws.truth["underperformer_details"]:
+        assert plant["spread_sds"] >= knobs.plant_spread_sds_low - 1e-6, plant
+        assert plant["relative_drop"] >= knobs.plant_min_relative_drop, plant
+        assert plant["true_rate"] == pytest.approx(plant["baseline_rate"] * (1 - plant["relative_drop"]), rel=0.01)
+        logit = np.log(plant["baseline_rate"] / (1 - plant["baseline_rate"]))
+        logit -= np.log(plant["true_rate"] / (1 - plant["true_rate"]))
+        assert logit == pytest.approx(plant["spread_sds"] * plant["spread_logit_sd"], rel=0.01)
+
+
+def test_realistic_messages_differ_around_their_channel_by_the_heterogeneity_knob():
+    cv = CampaignWorld().heterogeneity_cv
+    ratios = []
+    for seed in SEEDS:
+        truth = generate_workspace(seed, 100, end=END).truth
+        planted = {p["action_id"] for p in truth["underperformers"]}
+        for row in truth["message_rates"]:
+            typical = truth["baselines"][row["channel"]]["human_click_rate"]
+            if row["action_id"] not in planted:
+                ratios.append(row["human_click_rate"] / typical)
+    assert np.std(ratios) == pytest.approx(cv, rel=0.3)
+    assert np.median(ratios) == pytest.approx(1.0, abs=0.1)
+
+
+def test_clean_messages_share_their_channels_rates_exactly(clean_ws):
+    planted = {p["action_id"] for p in clean_ws.truth["underperformers"]}
+    for row in clean_ws.truth["message_rates"]:
+        typical = clean_ws.truth["baselines"][row["channel"]]
+        if row["action_id"] not in planted:
+            assert row["human_click_rate"] == pytest.approx(typical["human_click_rate"])
+            assert row["conversion_rate"] == pytest.approx(typical["conversion_rate"])
+    assert all(p["spread_sds"] is None and 0.45 <= p["relative_drop"] <= 0.55
+               for p in clean_ws.truth["underperformer_details"])
+
+
+def _pearson_dispersion(ws, rate: str, window: int = 30) -> np.ndarray:
+    """Pearson chi-square over days / (days - 1) of each message's `rate` (1 for binomial counts)."""
+    numerator, denominator, subtract = RATE_DEFINITIONS[rate]
+    cube = ws.metric_cube[:, :, -window - 1:-1]  # whole days only
+    successes = cube[:, SERIES.index(numerator)].astype(float)
+    trials = cube[:, SERIES.index(denominator)] - (cube[:, SERIES.index(subtract)] if subtract else 0)
+    keep = successes.sum(axis=1) > 0  # the channels that have this rate
+    successes, trials = successes[keep], trials[keep].astype(float)
+    p = successes.sum(axis=1, keepdims=True) / trials.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        terms = np.where(trials > 0, (successes - trials * p) ** 2 / (trials * p * (1 - p)), 0.0)
+    return terms.sum(axis=1) / ((trials > 0).sum(axis=1) - 1)
+
+
+def test_realistic_daily_counts_are_over_dispersed(ws):
+    assert np.median(_pearson_dispersion(ws, "human_open_rate")) > 2.0
+    assert np.median(_pearson_dispersion(ws, "human_click_rate")) > 1.2
+
+
+def test_clean_daily_counts_are_plainly_binomial(clean_ws):
+    # Nothing shrinks noise below binomial any more.
+    for rate in ("human_open_rate", "human_click_rate", "conversion_rate"):
+        assert np.median(_pearson_dispersion(clean_ws, rate)) == pytest.approx(1.0, abs=0.25)
+
+
+def test_realistic_volumes_have_send_bursts():
+    sent = generate_workspace(7, 100, end=END).metric_cube[:, SERIES.index("sent"), :-1].astype(float)
+    ordinary = np.median(sent[sent > 0])
+    assert (sent > 3 * ordinary).sum() > 0.01 * sent.size
+    clean = generate_workspace(7, 100, end=END, world=World.clean()).metric_cube[:, SERIES.index("sent"), :-1]
+    newsletter_free = clean[(clean > 0).all(axis=1)]
+    assert (newsletter_free < 2 * np.median(newsletter_free, axis=1, keepdims=True)).all()
+
+
+def test_a_mid_day_end_counts_only_the_elapsed_part_of_the_last_day():
+    noon = generate_workspace(7, 100, end=dt.datetime(2026, 3, 31, 12, tzinfo=dt.UTC), world=World.clean())
+    sent = noon.metric_cube[:, SERIES.index("sent"), :].sum(axis=0)
+    assert noon.end_date == dt.date(2026, 3, 31)
+    assert 0.4 < sent[-1] / sent[-8] < 0.6  # half of the same weekday a week earlier
+
+
+def test_campaign_knobs_reach_the_truth_and_change_the_world():
+    world = World().with_knobs({"campaigns.heterogeneity_cv": 0.4, "campaigns.plant_spread_sds_low": 5.0})
+    ws = generate_workspace(7, 100, end=END, world=world)
+    assert ws.truth["world"]["campaigns"]["heterogeneity_cv"] == 0.4
+    assert all(p["spread_sds"] >= 5.0 for p in ws.truth["underperformer_details"])
+
+
+def test_a_pooled_test_finds_the_plants_of_the_clean_world(clean_ws):
+    # Plain binomial noise: a naive test over ~250 pairs may flag one more message now and then
+    # (seed 11 does); job 1's own method is held to the exact set in tests/jobs/campaigns.
+    flagged = _flagged(clean_ws, window=30)
+    assert _expected_findings(clean_ws) <= flagged
+    assert len({a for _, a, _ in flagged - _expected_findings(clean_ws)}) <= 1
+
+
+def test_a_naive_pooled_test_flags_ordinary_messages_in_the_realistic_world(ws):
+    # Why job 1 models the spread between messages: against the pooled rest, ordinary differences
+    # between messages look "significant".
+    assert len(_flagged(ws, window=30) - _expected_findings(ws)) >= 5
 
 
 # --- segments ---------------------------------------------------------------------------------

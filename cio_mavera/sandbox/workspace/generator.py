@@ -22,15 +22,17 @@ only SMS has replies. For push, opened == human_opened and clicked == human_clic
 Planted structure (`truth`):
 
 - `underperformers`: three actions (one email at least) whose true human_click_rate or
-  conversion_rate is 45-55% below the channel's; every other action of the channel has exactly
-  the channel's true rates (`truth["baselines"]`), so only sampling noise separates them. That
-  noise is binomial shrunk to 35% of its variance (`campaigns.NOISE_VARIANCE_FACTOR`):
-  with plain binomial noise a BH test over ~250 (action, rate) pairs flags a null pair in ~11% of
-  workspaces, which would make "exactly the planted set" a coin toss. The
-  drop changes one generating probability and nothing else, with one unavoidable consequence:
-  a human-click drop on a channel with opens also lowers click_to_open_rate by the same factor.
-  Those co-findings are listed in `also_low`; a test of all RATE_METRICS in the "worse" direction
-  should flag exactly `underperformers` + `also_low`.
+  conversion_rate lies far below their channel's typical message: `spread_sds` logit spreads
+  below it (`CampaignWorld.plant_spread_sds_low..high`) and at least 45-55% below it in relative
+  terms (`underperformer_details` says how far out each one ended up, in spreads and as a relative
+  drop). Every other message's rates are drawn around the channel's (`truth["baselines"]` is the
+  typical message, `message_rates` every message's own, `world.campaigns` the knobs), so ordinary
+  messages differ too; in the clean world they all share the channel's rates exactly. The drop
+  changes one generating probability and nothing else, with one unavoidable consequence: a
+  human-click drop on a channel with opens also lowers click_to_open_rate by the same factor.
+  Those co-findings are listed in `also_low`; in the clean world a test of all RATE_METRICS in the
+  "worse" direction should flag exactly `underperformers` + `also_low`. Counts are plain binomial
+  draws (nothing shrinks noise below binomial), and the last day stops at `end`.
 - `clusters`: K=4 latent customer groups (`CLUSTER_NAMES`), also in `Workspace.cluster_labels`
   (never a column of `customers`, so routes cannot leak it).
 - `spike`: the plan for the webhook stream (job 3): a 24-48 h window in the last 7 days in which
@@ -50,6 +52,8 @@ from .campaigns import (
     build_campaigns,
     choose_plants,
     generate_metric_cube,
+    message_probabilities,
+    message_rates,
     metrics_long,
     true_baselines,
 )
@@ -133,12 +137,15 @@ def generate_workspace(seed: int = 7, customers: int = 5000, *,
 
     segment_ids = _segment_ids(rng_segments)
     campaigns, actions, volumes = build_campaigns(rng_campaigns, end_date, days, segment_ids)
-    plants = choose_plants(rng_campaigns, actions, campaigns)
-    cube = generate_metric_cube(rng_metrics, actions, volumes, plants, campaigns, end_date, days)
+    plants = choose_plants(rng_campaigns, actions, campaigns, world.campaigns)
+    probabilities, plant_details = message_probabilities(rng_metrics, actions, plants, world.campaigns)
+    cube = generate_metric_cube(rng_metrics, actions, volumes, probabilities, plants, campaigns, end, days,
+                                world.campaigns)
     people, labels = generate_customers(rng_customers, customers, anchor, seed)
     segments, members = _segments(rng_segments, people, segment_ids, anchor)
     spike = _plan_spike(rng_spike, campaigns, actions, volumes, plants, end)
-    truth = {**_truth(plants, actions, people, labels, spike),
+    truth = {**_truth(plant_details, actions, people, labels, spike),
+             "message_rates": message_rates(actions, probabilities),
              "end": end.isoformat(), "world": world.to_dict()}
     return Workspace(
         seed=seed, site_id=f"sbx-site-{seed}", workspace_id=80_000 + (seed * 7919) % 20_000,
@@ -203,14 +210,11 @@ def _truth(plants: list[dict], actions: pd.DataFrame, people: pd.DataFrame, labe
     also_low = [{"campaign_id": p["campaign_id"], "action_id": p["action_id"], "metric": "click_to_open_rate"}
                 for p in plants
                 if p["metric"] == "human_click_rate" and baselines[p["channel"]]["click_to_open_rate"]]
-    details = [{**p, "baseline_rate": baselines[p["channel"]][p["metric"]],
-                "true_rate": baselines[p["channel"]][p["metric"]] * (1 - p["relative_drop"])}
-               for p in plants]
     sizes = np.bincount(labels, minlength=K)
     return {
         "underperformers": [{k: p[k] for k in keys} for p in plants],
         "also_low": also_low,
-        "underperformer_details": details,
+        "underperformer_details": plants,  # where each ended up: rates, relative drop, spreads out
         "baselines": baselines,
         "rate_definitions": {k: list(v) for k, v in RATE_DEFINITIONS.items()},
         "clusters": {

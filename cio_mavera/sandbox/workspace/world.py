@@ -20,11 +20,32 @@ WORLD_NAMES = ("realistic", "clean")
 
 @dataclass(frozen=True)
 class CampaignWorld:
-    """Knobs of campaigns, messages and their daily metric counts (job 1's data)."""
+    """Knobs of campaigns, messages and their daily metric counts (job 1's data).
+
+    Each message's true rates scatter around its channel's (logit-normal), each message-day has
+    its own rate on top (day effects, a weekly cycle, a slow drift), and daily volumes are noisy
+    with occasional send bursts. Planted underperformers sit `plant_spread_sds` spreads below
+    their channel's typical message on the logit scale, and at least `plant_min_relative_drop`
+    below it (which alone decides them in the clean world, where messages do not differ).
+    """
+
+    heterogeneity_cv: float = 0.25  # messages' spread around the channel, as a share of its rate
+    day_effect_sd: float = 0.15  # each message-day's rate: logit-normal around the message's
+    weekly_rate_amplitude: float = 0.08  # rates' weekly cycle on the logit scale (best on Tuesdays)
+    rate_drift_sd: float = 0.1  # each message's rates drift by this much (logit) over the history
+    volume_noise_cv: float = 0.25  # daily volume: gamma-Poisson around its expectation
+    volume_trend: float = 0.15  # volumes trend from up to this much lower to up to this much higher
+    burst_probability: float = 0.03  # chance that a message-day is a send burst
+    burst_size: float = 5.0  # a burst multiplies that day's volume by about this much
+    plant_spread_sds_low: float = 4.0  # planted underperformers lie this many spreads below...
+    plant_spread_sds_high: float = 6.0  # ...up to this many (drawn uniformly per plant)
+    plant_min_relative_drop: float = 0.45  # and at least 45-55% below the channel's typical rate
 
     @classmethod
     def clean(cls) -> CampaignWorld:
-        return cls()
+        """Identical rates per channel, plain binomial counts, smooth volumes: only plants differ."""
+        return cls(heterogeneity_cv=0.0, day_effect_sd=0.0, weekly_rate_amplitude=0.0,
+                   rate_drift_sd=0.0, volume_noise_cv=0.0, burst_probability=0.0)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from conftest import END, PINNED_END
 from notebook_checks import assert_code_free_offline_report, run_nbval
 
 from cio_mavera.reports import NOTEBOOKS_DIR, RunResult, notebook_parameters, run_job
+from cio_mavera.sandbox.server import start_sandbox
 from cio_mavera.sandbox.workspace import generate_workspace
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
@@ -76,15 +77,36 @@ def test_report_html_is_code_free_and_self_contained(default_run):
 
 
 def test_another_seed_with_fake_keys_finds_its_truth_and_leaks_no_key(tmp_path):
-    env = {**SANDBOX, **FAKE_KEYS, "CIO_MAVERA_SANDBOX_SEED": "11",
-           "CIO_MAVERA_DATA_DIR": str(tmp_path / "data")}
-    run = run_job("campaign-messaging", {"max_underperformers": 1, "variations_per_message": 2},
-                  out_dir=tmp_path, environment=env)
-    assert flagged(run) == planted(11)
-    for path in (run.notebook, run.report, run.results):
-        text = path.read_text()
-        leaked = [name for name, key in FAKE_KEYS.items() if key in text]
-        assert leaked == [], f"{path.name} contains {leaked}"
+    # Live mode against a sandbox that accepts the fake keys, so they are the ones on the wire (in
+    # sandbox mode connect() would swap them for the sandbox's). No CIO_SITE_ID: the cache is then
+    # named by a digest of the App key, the one place a key could become a path.
+    server = start_sandbox(seed=11, customers=500, end=END)
+    try:
+        server.state.keys.update({"CIO_APP_KEY": FAKE_KEYS["CIO_APP_KEY"],
+                                  "MAVERA_API_KEY": FAKE_KEYS["MAVERA_API_KEY"]})
+        urls = {name: server.env()[name]
+                for name in ("CIO_APP_URL", "CIO_TRACK_URL", "MAVERA_BASE_URL", "MAVERA_WORKSPACE_ID")}
+        env = {**{k: v for k, v in FAKE_KEYS.items() if k != "CIO_SITE_ID"}, **urls,
+               "CIO_MAVERA_MODE": "live", "CIO_MAVERA_DATA_DIR": str(tmp_path / "data")}
+        # Live mode ends the window today; the sandbox's data ends at END: ask for its last 30 days.
+        window = {"start": "2026-03-02", "end": "2026-04-01"}
+        run = run_job("campaign-messaging", {"max_underperformers": 1, "variations_per_message": 2,
+                                             **window}, out_dir=tmp_path / "out", environment=env)
+        routes = server.state.stats.as_json()["requests"]
+    finally:
+        server.stop()
+    results = json.loads(run.results.read_text())
+    assert results["mode"] == "live" and flagged(run) == planted(11)
+    # The fake keys were the ones used: the sandbox accepted nothing else, and answered both APIs.
+    assert any(r.startswith("GET /cio/app/") for r in routes)
+    assert any(r.startswith("POST /mavera/api/v1/") for r in routes)
+    secrets = {name: key for name, key in FAKE_KEYS.items() if name != "CIO_SITE_ID"}
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert {run.notebook, run.report, run.results} <= set(files)
+    for path in files:
+        text = str(path) + "\n" + path.read_bytes().decode("utf-8", "replace")
+        leaked = [name for name, key in secrets.items() if key in text]
+        assert leaked == [], f"{path} contains {leaked}"
 
 
 def test_nbval_lax_executes_the_template_in_sandbox_mode(tmp_path):

@@ -3,6 +3,11 @@
 Customer.io waits 4 s and retries for days (reference §5.1), so this path does nothing slow: the
 worker does enrichment and research later. The POST endpoint is a plain ASGI callable so it can count
 the body while it streams in (the 413 cap holds without a Content-Length) and stay cheap per request.
+
+A correctly signed body is never refused: Customer.io holds back every later webhook behind one it
+has to retry. What the parser cannot use (or the queue cannot store) is committed as a dead letter
+and answered 200; only unsigned, stale, oversized or badly signed requests get 4xx, and 503 only
+when nothing can be committed at all.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ..customerio.webhooks import MalformedWebhook, parse_event, parse_timestamp
 from ..errors import ConfigError
 from ..settings import Secret
 from .metrics import CONTENT_TYPE, ReceiverMetrics
-from .queues import QueueUnavailable, WebhookQueue
+from .queues import DeadLetter, EventRejected, QueueUnavailable, WebhookQueue
 
 log = logging.getLogger("cio_mavera.receiver")
 
@@ -100,22 +105,45 @@ class WebhookEndpoint:
             if abs(self.clock() - timestamp) > self.tolerance_s:
                 return await self._reject(send, 401, "stale_timestamp",
                                           f"timestamp outside the {self.tolerance_s:g} s tolerance")
+        received_at = self.clock()
         try:
             event = parse_event(body)
         except MalformedWebhook as exc:
-            return await self._reject(send, 400, "malformed", str(exc))
+            return await self._dead_letter(send, body, exc.code, str(exc), received_at, exc.event_id)
+        except Exception as exc:  # a parser bug must not turn a signed body into a retry loop
+            log.exception("the webhook parser failed on a signed body")
+            return await self._dead_letter(send, body, "parser_error", f"{type(exc).__name__}: {exc}",
+                                           received_at)
         try:
-            is_new = await self.queue.enqueue(event.event_id, body, self.clock())
+            is_new = await self.queue.enqueue(event.event_id, body, received_at)
+        except EventRejected as exc:
+            return await self._dead_letter(send, body, "queue_refused", str(exc), received_at, event.event_id)
         except QueueUnavailable as exc:
-            self.metrics.reject("queue_unavailable")
-            log.error("webhook not stored, answering 503 so Customer.io retries: %s", exc)
-            return await _respond(send, 503, {"error": "queue_unavailable", "message": "retry later"},
-                                  [(b"retry-after", b"5")])
+            return await self._unavailable(send, exc)
         if is_new:
             self.metrics.accepted += 1
             return await _respond(send, 200, {"status": "accepted", "event_id": event.event_id})
         self.metrics.duplicates += 1
         await _respond(send, 200, {"status": "duplicate", "event_id": event.event_id})
+
+    async def _dead_letter(self, send: Callable, body: bytes, reason: str, detail: str, received_at: float,
+                           event_id: str | None = None) -> None:
+        """Commit a signed body the parser or the queue could not use, then acknowledge it."""
+        letter = DeadLetter.of(body, reason, detail, stage="receiver", received_at=received_at,
+                               event_id=event_id)
+        try:
+            await self.queue.enqueue_dead(letter)
+        except QueueUnavailable as exc:
+            return await self._unavailable(send, exc)
+        self.metrics.dead_letter(reason)
+        log.warning("dead-lettered a signed webhook (%s): %s", reason, letter.detail)
+        await _respond(send, 200, {"status": "dead_lettered", "reason": reason})
+
+    async def _unavailable(self, send: Callable, exc: QueueUnavailable) -> None:
+        self.metrics.reject("queue_unavailable")
+        log.error("webhook not stored, answering 503 so Customer.io retries: %s", exc)
+        await _respond(send, 503, {"error": "queue_unavailable", "message": "retry later"},
+                       [(b"retry-after", b"5")])
 
 
 class ReceiverApp(Starlette):
@@ -156,18 +184,27 @@ def create_app(queue: WebhookQueue, secret: str | bytes | Secret | None, *,
                                max_body_bytes=max_body_bytes, metrics=metrics, clock=clock)
 
     async def healthz(request: Request) -> Response:
+        """200 only when the queue just committed (a probe through the SQLite writer, PING on Redis)."""
         try:
+            await queue.ping()
             depth = await run_in_threadpool(queue.depth)
-        except QueueUnavailable:
-            return JSONResponse({"status": "queue_unavailable", "queue": queue.backend}, status_code=503)
-        return JSONResponse({"status": "ok", "queue": queue.backend, "depth": depth, "verify": verify})
+            dead = await run_in_threadpool(queue.dead_count)
+        except QueueUnavailable as exc:
+            return JSONResponse({"status": "queue_unavailable", "queue": queue.backend, "reason": str(exc)},
+                                status_code=503)
+        return JSONResponse({"status": "ok", "queue": queue.backend, "depth": depth, "dead_letters": dead,
+                             "verify": verify})
 
     async def metrics_page(request: Request) -> Response:
+        depth: int | None = None
+        dead: int | None = None
         try:
-            depth: int | None = await run_in_threadpool(queue.depth)
+            await queue.ping()
+            depth = await run_in_threadpool(queue.depth)
+            dead = await run_in_threadpool(queue.dead_count)
         except QueueUnavailable:
-            depth = None
-        return Response(metrics.render(depth, queue.backend), media_type=CONTENT_TYPE)
+            pass
+        return Response(metrics.render(depth, queue.backend, dead), media_type=CONTENT_TYPE)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

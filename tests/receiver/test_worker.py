@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cio_mavera.receiver import worker as worker_module
 from cio_mavera.receiver.queues import SqliteQueue
 from cio_mavera.receiver.worker import EventLog, drain_once, read_event_log
 
@@ -88,8 +89,9 @@ def test_sigkill_mid_batch_then_restart_leaves_every_event_exactly_once(tmp_path
     fill(queue, [(eid, body(eid, DAY1 + i * 60, content="x" * 200)) for i, eid in enumerate(ids)])
     queue.close()
     url = f"sqlite:///{queue_path}?visibility_timeout=0.5"
-    env = {**os.environ, "CIO_MAVERA_DATA_DIR": str(tmp_path)}
-    command = [sys.executable, "-m", "cio_mavera.cli", "webhooks", "work", "--queue", url, "--batch", "40"]
+    env = {**os.environ, "CIO_MAVERA_DATA_DIR": str(tmp_path), "CIO_MAVERA_MODE": "live"}
+    command = [sys.executable, "-m", "cio_mavera.cli", "webhooks", "work", "--queue", url, "--batch", "40",
+               "--no-research"]
     events_dir = tmp_path / "events"
     worker = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
@@ -107,7 +109,7 @@ def test_sigkill_mid_batch_then_restart_leaves_every_event_exactly_once(tmp_path
     partial = read_event_log(events_dir)
     assert 0 < len(partial) < len(ids)  # killed part-way through
     time.sleep(0.6)  # let the dead worker's claims expire
-    done = subprocess.run([*command[:-1], "500", "--once"], cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=120)
+    done = subprocess.run([*command, "--batch", "500", "--once"], cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     frame = read_event_log(events_dir)
     assert sorted(frame["event_id"]) == ids  # every event, and each exactly once
@@ -116,3 +118,77 @@ def test_sigkill_mid_batch_then_restart_leaves_every_event_exactly_once(tmp_path
         assert check.depth() == 0
     finally:
         check.close()
+
+
+# -- poison events never stop the worker (issue 14, item 2) ---------------------------------------
+
+POISON = {  # queued as an older receiver would have queued them; each crashed `webhooks work`
+    "ms": (b'{"event_id":"ms","object_type":"email","metric":"opened","timestamp":1796198777000}', None),
+    "future": (b'{"event_id":"future","object_type":"email","metric":"opened","timestamp":1e14}', "timestamp"),
+    "past": (b'{"event_id":"past","object_type":"email","metric":"opened","timestamp":-100000000000000}',
+             "timestamp"),
+    "digits": (b'{"event_id":"digits","object_type":"email","metric":"opened","timestamp":' + b"7" * 4000 + b"}",
+               "number"),
+    "campaign": (b'{"event_id":"campaign","object_type":"email","metric":"opened","timestamp":1800000000,'
+                 b'"data":{"campaign_id":"123456789012345678901"}}', "id_range"),
+    "object": (b'{"event_id":"object","object_type":"\\ud800","metric":"opened","timestamp":1800000000}',
+               "surrogate"),
+    "metric": (b'{"event_id":"metric","object_type":"email","metric":"x\\udfff","timestamp":1800000000}',
+               "surrogate"),
+}
+
+
+def test_poison_events_are_quarantined_and_the_rest_of_their_batch_reaches_the_log(queue, tmp_path):
+    good = [(f"g{i}", body(f"g{i}")) for i in range(3)]
+    fill(queue, [good[0], *[(eid, raw) for eid, (raw, _reason) in POISON.items()], *good[1:]])
+    assert drain_once(queue, tmp_path / "events", batch=100) == 4  # 3 good + the millisecond one
+    frame = read_event_log(tmp_path / "events").set_index("event_id")
+    assert sorted(frame.index) == ["g0", "g1", "g2", "ms"]
+    assert frame.loc["ms", "timestamp"] == 1796198777
+    dead = {letter.event_id: letter for letter in queue.dead_letters()}
+    assert {eid: letter.reason for eid, letter in dead.items()} == {
+        eid: reason for eid, (_raw, reason) in POISON.items() if reason}
+    assert all(letter.stage == "worker" and letter.payload == POISON[eid][0] for eid, letter in dead.items())
+    assert queue.depth() == 0  # all acked: nothing comes back to crash the worker again
+
+
+def test_a_redelivered_poison_batch_is_quarantined_once(queue, tmp_path):
+    fill(queue, [("campaign", POISON["campaign"][0]), ("g", body("g"))])
+    log = EventLog(tmp_path / "events")
+    claimed = queue.claim("dying-worker", max_items=10)
+    dead: list = []
+    assert log.append(claimed, dead) == 1
+    queue.store_dead(dead)  # ... and the worker dies before its ack
+    time.sleep(0.3)  # visibility timeout passes; the batch is redelivered
+    assert drain_once(queue, tmp_path / "events") == 0
+    assert [letter.event_id for letter in queue.dead_letters()] == ["campaign"]
+    assert list(read_event_log(tmp_path / "events")["event_id"]) == ["g"]
+
+
+def test_a_row_the_log_cannot_convert_is_quarantined_alone(queue, tmp_path, monkeypatch):
+    real = worker_module._row
+
+    def odd_row(item):  # a shape parse_event accepts but parquet cannot hold
+        row = real(item)
+        return {**row, "campaign_id": "not an int"} if item.event_id == "odd" else row
+
+    monkeypatch.setattr(worker_module, "_row", odd_row)
+    fill(queue, [("a", body("a")), ("odd", body("odd")), ("b", body("b"))])
+    assert drain_once(queue, tmp_path / "events") == 2
+    [letter] = queue.dead_letters()
+    assert (letter.event_id, letter.reason) == ("odd", "not_storable")
+
+
+def test_worker_command_drains_a_poison_queue_and_exits_cleanly(tmp_path):
+    queue_path = tmp_path / "q.sqlite3"
+    queue = SqliteQueue(queue_path)
+    fill(queue, [*[(eid, raw) for eid, (raw, _reason) in POISON.items()], ("g", body("g"))])
+    queue.close()
+    env = {**os.environ, "CIO_MAVERA_DATA_DIR": str(tmp_path), "CIO_MAVERA_MODE": "live",
+           "CIO_WEBHOOK_SECRET": "s"}
+    done = subprocess.run([sys.executable, "-m", "cio_mavera.cli", "webhooks", "work", "--once", "--no-research",
+                           "--queue", f"sqlite:///{queue_path}"],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert b"6 dead letter(s) waiting" in done.stderr
+    assert sorted(read_event_log(tmp_path / "events")["event_id"]) == ["g", "ms"]

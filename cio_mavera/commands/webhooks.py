@@ -1,27 +1,38 @@
-"""`cio-mavera webhooks serve|work`: the reporting-webhook receiver and the queue worker."""
+"""`cio-mavera webhooks serve|work|dead-letters`: the reporting-webhook receiver, the queue worker, and
+the signed bodies neither could use."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import logging
 import sys
 
 import uvicorn
 
 from ..connect import connect
-from ..customerio.webhooks import SANDBOX_WEBHOOK_SECRET, webhook_secret_for
 from ..errors import ConfigError
 from ..jobs.retention.watch import ResearchLoop
 from ..receiver.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE_S, WEBHOOK_PATH, create_app
-from ..receiver.queues import open_queue
+from ..receiver.dead_letters import replay_dead_letters
+from ..receiver.intake import event_log_dir, intake_mode, open_intake_queue, receiver_secret
+from ..receiver.server import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_HEADER_BYTES,
+    ConnectionLimits,
+    default_max_connections,
+    receiver_config,
+)
 from ..receiver.worker import default_consumer, run_worker
-from ..settings import Secret, Settings, load_settings
+from ..settings import Settings, load_settings
 
 log = logging.getLogger("cio_mavera.receiver")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `webhooks serve` and `webhooks work` to the CLI."""
+    """Add `webhooks serve`, `webhooks work` and `webhooks dead-letters` to the CLI."""
     parser = subparsers.add_parser("webhooks", help="receive Customer.io reporting webhooks and process them")
     sub = parser.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND", required=True)
 
@@ -30,11 +41,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8787, help="port (default 8787)")
     serve.add_argument("--queue", metavar="URL", default=None,
                        help="sqlite:///path or redis://host:port/db (default: CIO_MAVERA_REDIS_URL if set, "
-                            "else sqlite under <data dir>/queue/webhooks.sqlite3)")
+                            "else sqlite under <data dir>/queue/webhooks.sqlite3, <data dir>/sandbox/queue/ "
+                            "in sandbox mode)")
     serve.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_S, metavar="S",
                        help=f"accepted clock skew of X-CIO-Timestamp in seconds (default {DEFAULT_TOLERANCE_S})")
     serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, metavar="N",
                        help=f"reject larger bodies with 413 (default {DEFAULT_MAX_BODY_BYTES})")
+    serve.add_argument("--max-header-bytes", type=int, default=DEFAULT_MAX_HEADER_BYTES, metavar="N",
+                       help=f"reject larger request headers with 431 (default {DEFAULT_MAX_HEADER_BYTES})")
+    serve.add_argument("--header-timeout", type=float, default=DEFAULT_HEADER_TIMEOUT_S, metavar="S",
+                       help=f"close connections whose headers take longer (default {DEFAULT_HEADER_TIMEOUT_S:g})")
+    serve.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_S, metavar="S",
+                       help=f"close connections whose body takes longer (default {DEFAULT_BODY_TIMEOUT_S:g})")
+    serve.add_argument("--max-connections", type=int, default=None, metavar="N",
+                       help=f"connections kept open at most (default {default_max_connections()}: 512 or "
+                            "the open-file limit minus 64)")
     serve.add_argument("--insecure-skip-verify", action="store_true",
                        help="accept unsigned requests (DANGEROUS: anyone reaching the port can inject events)")
     serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
@@ -56,30 +77,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="never research the same trigger again within H hours (default 24)")
     work.set_defaults(handler=work_command)
 
+    dead = sub.add_parser("dead-letters", help="list or replay signed bodies the receiver or worker could not use")
+    dead_sub = dead.add_subparsers(dest="dead_letters_command", metavar="ACTION", required=True)
+    listing = dead_sub.add_parser("list", help="print the dead letters waiting (key, when, stage, reason)")
+    listing.add_argument("--queue", metavar="URL", default=None, help="same as for `serve`")
+    listing.add_argument("--replayed", action="store_true", help="list those already replayed instead")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line, body included")
+    listing.set_defaults(handler=dead_letters_list_command)
+    replay = dead_sub.add_parser("replay", help="queue again the dead letters the parser now reads")
+    replay.add_argument("--queue", metavar="URL", default=None, help="same as for `serve`")
+    replay.add_argument("keys", nargs="*", metavar="KEY",
+                        help="replay only these (a unique prefix of the key is enough; default: all)")
+    replay.add_argument("--dry-run", action="store_true", help="report what would be replayed, change nothing")
+    replay.set_defaults(handler=dead_letters_replay_command)
 
-def receiver_secret(settings: Settings, insecure_skip_verify: bool) -> Secret | None:
-    """The key to verify with: required in live mode, the public sandbox key in sandbox mode."""
-    return None if insecure_skip_verify else webhook_secret_for(settings)
+
+def _limits(args: argparse.Namespace) -> ConnectionLimits:
+    try:
+        return ConnectionLimits(
+            max_header_bytes=args.max_header_bytes, header_timeout_s=args.header_timeout,
+            body_timeout_s=args.body_timeout,
+            max_connections=args.max_connections if args.max_connections is not None else default_max_connections(),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--max-header-bytes, --header-timeout, --body-timeout, --max-connections: {exc}") from None
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    """Run the receiver under uvicorn until interrupted."""
+    """Run the receiver under uvicorn, with connection limits, until interrupted."""
     settings = load_settings()
-    secret = receiver_secret(settings, args.insecure_skip_verify)
+    secret = receiver_secret(settings, args.insecure_skip_verify)  # live without a secret stops here
+    limits = _limits(args)
+    mode = intake_mode(settings)
     if args.insecure_skip_verify:
         print("WARNING: --insecure-skip-verify: webhook signatures are NOT checked; anyone who can reach "
               f"{args.host}:{args.port} can inject events. Never use this in production.", file=sys.stderr)
     elif settings.webhook_secret is None:
-        print("sandbox mode: CIO_WEBHOOK_SECRET is not set, verifying with the public sandbox key "
-              f"{SANDBOX_WEBHOOK_SECRET!r}", file=sys.stderr)
-    queue = open_queue(args.queue, data_dir=settings.data_dir, redis_url=settings.redis_url)
+        print("sandbox mode: CIO_WEBHOOK_SECRET is not set, verifying with the public sandbox key; "
+              "events are kept apart under <data dir>/sandbox/", file=sys.stderr)
+    queue = open_intake_queue(settings, args.queue)
     try:
         app = create_app(queue, secret, tolerance_s=args.tolerance, max_body_bytes=args.max_body_bytes,
                          verify=not args.insecure_skip_verify)
-        print(f"receiving on http://{args.host}:{args.port}{WEBHOOK_PATH} -> {queue.describe()}",
-              file=sys.stderr, flush=True)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                    access_log=args.access_log, lifespan="on", timeout_graceful_shutdown=10)
+        print(f"receiving {mode} webhooks on http://{args.host}:{args.port}{WEBHOOK_PATH} -> {queue.describe()} "
+              f"(headers <= {limits.max_header_bytes} B in {limits.header_timeout_s:g} s, body in "
+              f"{limits.body_timeout_s:g} s, <= {limits.max_connections} connections)", file=sys.stderr, flush=True)
+        config = receiver_config(app, host=args.host, port=args.port, limits=limits, access_log=args.access_log)
+        uvicorn.Server(config).run()
     finally:
         queue.close()
     return 0
@@ -91,17 +135,21 @@ def work_command(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise ConfigError("--batch must be at least 1")
     research = _research_loop(args, settings)
-    queue = open_queue(args.queue, data_dir=settings.data_dir, redis_url=settings.redis_url)
+    queue = open_intake_queue(settings, args.queue)
+    events = event_log_dir(settings)
     try:
-        total = run_worker(queue, settings.data_dir / "events", consumer=args.consumer or default_consumer(),
+        total = run_worker(queue, events, consumer=args.consumer or default_consumer(),
                            batch=args.batch, once=args.once, after_batch=research)
+        dead = queue.dead_count()
     finally:
         queue.close()
         if research is not None:
             research.close()
             print(f"research: {research.evaluations} evaluation(s), {research.budget.spent} credits spent",
                   file=sys.stderr)
-    print(f"wrote {total} new events to {settings.data_dir / 'events'}", file=sys.stderr)
+    print(f"wrote {total} new events to {events}", file=sys.stderr)
+    if dead:
+        print(f"{dead} dead letter(s) waiting: cio-mavera webhooks dead-letters list", file=sys.stderr)
     return 0
 
 
@@ -117,5 +165,47 @@ def _research_loop(args: argparse.Namespace, settings: Settings) -> ResearchLoop
     conn = connect("customerio", "mavera", settings=settings)
     print(f"research on: triggers every {args.research_interval:g} s at most, budget {args.max_credits} credits, "
           f"cooldown {args.cooldown_hours:g} h ({conn.describe()})", file=sys.stderr)
-    return ResearchLoop(conn, settings.data_dir / "events", max_credits=args.max_credits,
+    return ResearchLoop(conn, event_log_dir(settings), max_credits=args.max_credits,
                         interval_s=args.research_interval, cooldown_hours=args.cooldown_hours)
+
+
+def _when(stamp: float) -> str:
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def dead_letters_list_command(args: argparse.Namespace) -> int:
+    """Print the dead letters: a table, or JSON lines with the raw body."""
+    queue = open_intake_queue(load_settings(), args.queue)
+    try:
+        letters = queue.dead_letters(replayed=args.replayed)
+    finally:
+        queue.close()
+    if args.json:
+        for letter in letters:
+            print(json.dumps({
+                "key": letter.key, "reason": letter.reason, "detail": letter.detail, "stage": letter.stage,
+                "event_id": letter.event_id, "received_at": letter.received_at, "dead_at": letter.dead_at,
+                "replayed_at": letter.replayed_at, "body": letter.payload.decode("utf-8", "backslashreplace"),
+            }, ensure_ascii=False))
+        return 0
+    print(f"{len(letters)} dead letter(s){' replayed' if args.replayed else ' waiting'} in {queue.describe()}")
+    for letter in letters:
+        print(f"{letter.key[:12]}  {_when(letter.dead_at)}  {letter.stage:<8}  {letter.reason:<14}  "
+              f"{len(letter.payload):>7} B  {letter.detail}")
+    return 0
+
+
+def dead_letters_replay_command(args: argparse.Namespace) -> int:
+    """Queue again what the parser now reads; exit 1 when some asked-for letters still fail."""
+    queue = open_intake_queue(load_settings(), args.queue)
+    try:
+        result = replay_dead_letters(queue, args.keys or None, dry_run=args.dry_run)
+    finally:
+        queue.close()
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {len(result.replayed)} dead letter(s); {len(result.still_failing)} still fail")
+    for key, why in result.still_failing.items():
+        print(f"  {key[:12]}  {why}")
+    if not args.dry_run and result.replayed:
+        print("the worker (cio-mavera webhooks work) moves them into the event log")
+    return 1 if args.keys and result.still_failing else 0

@@ -1,4 +1,10 @@
-"""Type inference for Customer.io person attributes, which the App API returns as strings."""
+"""Type inference for Customer.io person attributes, which the App API returns as strings.
+
+Messy spellings are read as one value (`attribute_values`): categories are matched without case,
+spaces or underscores, numbers keep their meaning when written "1,200", "15 seats" or "$99.00",
+booleans come in any common vocabulary, and a lone negative code in a column of counts (-1) is a
+"missing" sentinel, not a value.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,16 @@ import numpy as np
 import pandas as pd
 
 from cio_mavera.errors import InvalidParameter
+from cio_mavera.jobs.audiences.attribute_values import (
+    BOOLEAN_VALUES,
+    NULL_TOKENS,
+    SENTINELS,
+    categories_of,
+    fold_spellings,
+    map_distinct,
+    number_unit,
+    parse_numbers,
+)
 
 BOOLEAN = "boolean"
 NUMBER = "number"
@@ -26,11 +42,6 @@ EXCLUDED = "excluded"  # dropped by the caller (e.g. PII), see `infer_schema(exc
 OTHER = "other"
 DAYS_AGO_SUFFIX = "_days_ago"
 
-# Tokens that mean "no value"; Customer.io stores whatever the sender wrote, so "null" strings occur.
-_NULL_TOKENS = frozenset({"", "null", "none", "nan", "undefined", "n/a"})
-_TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0", "on"})
-_FALSE = frozenset({"false", "f", "no", "n", "0", "0.0", "off"})
-_BOOL_MAP = {**dict.fromkeys(_TRUE, 1.0), **dict.fromkeys(_FALSE, 0.0)}
 
 # Plausible epoch range: 2000-01-01 .. 2100-01-01, in seconds; x1000 for milliseconds.
 _EPOCH_MIN_S = 946_684_800
@@ -54,7 +65,8 @@ class ColumnSchema:
     keep: bool
     reason: str
     output: str | None = None
-    unit: str | None = None  # "s" or "ms" for unix timestamps
+    unit: str | None = None  # "s" or "ms" for unix timestamps; the usual unit written with a number
+    sentinel: float | None = None  # a code meaning "unknown" (-1), read as missing
     categories: tuple[str, ...] = ()
     missing_share: float = 0.0
     n_unique: int = 0
@@ -120,7 +132,7 @@ def clean_strings(s: pd.Series) -> pd.Series:
     if not (isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow"):
         s = s.astype("string[pyarrow]")
     s = s.str.strip()
-    return s.mask(s.str.lower().isin(_NULL_TOKENS))
+    return s.mask(s.str.lower().isin(NULL_TOKENS))
 
 
 def infer_schema(
@@ -186,9 +198,10 @@ def _as_utc(now: datetime | pd.Timestamp | str | None) -> pd.Timestamp:
 
 def _convert(s: pd.Series, c: ColumnSchema, now: pd.Timestamp) -> pd.Series:
     if c.kind == BOOLEAN:
-        return s.str.lower().map(_BOOL_MAP).astype("float64")
+        return s.str.lower().map(BOOLEAN_VALUES).astype("float64")
     if c.kind == NUMBER:
-        return _to_float(s)
+        numbers = parse_numbers(s)
+        return numbers.mask(numbers == c.sentinel) if c.sentinel is not None else numbers
     if c.kind == TIMESTAMP:
         secs = _to_float(s) / (1000.0 if c.unit == "ms" else 1.0)
         return (now.timestamp() - secs) / 86400.0
@@ -196,8 +209,7 @@ def _convert(s: pd.Series, c: ColumnSchema, now: pd.Timestamp) -> pd.Series:
         dt = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
         return (now - dt).dt.total_seconds() / 86400.0
     if c.kind == CATEGORICAL:
-        known = s.isin(c.categories)
-        grouped = s.where(known | s.isna(), OTHER)
+        grouped = categories_of(s, c.categories, OTHER)
         cats = list(c.categories) + ([OTHER] if OTHER not in c.categories else [])
         return pd.Series(pd.Categorical(grouped, categories=cats), index=s.index)
     raise InvalidParameter(f"cannot convert kind {c.kind!r} for column {c.column!r}")
@@ -233,11 +245,13 @@ def _infer_column(
         return ColumnSchema(name, CONSTANT, False, "a single value: carries no information", **base)
 
     lowered = pd.Index(counts.index.str.lower())
-    if lowered.isin(_BOOL_MAP.keys()).all() and lowered.map(_BOOL_MAP).nunique() <= 2:
-        return ColumnSchema(name, BOOLEAN, True, "true/false values", output=name, **base)
+    if lowered.isin(BOOLEAN_VALUES.keys()).all() and lowered.map(BOOLEAN_VALUES).nunique() <= 2:
+        words = sorted(set(counts.index))
+        reason = "true/false values" + (f" written {len(words)} ways" if len(words) > 2 else "")
+        return ColumnSchema(name, BOOLEAN, True, reason, output=name, **base)
 
     sample = present.sample(min(sample_size, n_present), random_state=seed)
-    nums = pd.to_numeric(sample, errors="coerce")
+    nums = parse_numbers(sample)
     parsed = nums.notna().mean()
     if parsed >= _PARSE_SHARE:
         return _infer_numeric(name, sample, nums.dropna().astype("float64"), parsed, unique_share, base)
@@ -266,7 +280,12 @@ def _infer_numeric(
     if sample.str.match(_SCI_ID_RE.pattern).mean() > 0.01 and unique_share > 0.9:
         return ColumnSchema(name, IDENTIFIER, False, "unique codes that only look numeric", **base)
     coerced = f"; {1 - parsed:.1%} of sample not numeric -> missing" if parsed < 1 else ""
-    if integral and len(values):
+    written = _written_with(sample)
+    sentinel = _sentinel(values)
+    if sentinel is not None:
+        values = values[values != sentinel]
+        coerced += f"; {sentinel:g} read as missing (an 'unknown' code)"
+    if integral and len(values) and written is None:
         for unit, factor in (("s", 1), ("ms", 1000)):
             in_range = ((values >= _EPOCH_MIN_S * factor) & (values <= _EPOCH_MAX_S * factor)).mean()
             if in_range >= 0.99:
@@ -278,7 +297,32 @@ def _infer_numeric(
         if unique_share >= 0.99 and len(values) >= 50 and span <= 2 * len(values):
             return ColumnSchema(name, IDENTIFIER, False, "unique, near-sequential integers", **base)
     kind_txt = "integers" if integral else "numbers"
-    return ColumnSchema(name, NUMBER, True, f"{kind_txt}{coerced}", output=name, **base)
+    if written is not None:
+        unit, share = written
+        kind_txt += f" ({share:.0%} written with units or separators, e.g. '{unit}')"
+    return ColumnSchema(name, NUMBER, True, f"{kind_txt}{coerced}", output=name,
+                        unit=written[0] if written else None, sentinel=sentinel, **base)
+
+
+def _written_with(sample: pd.Series) -> tuple[str, float] | None:
+    """(the most common unit or separator written with the numbers, share of values), or None."""
+    plain = pd.to_numeric(sample, errors="coerce").notna()
+    if plain.all():
+        return None
+    decorated = sample[~plain]
+    units = map_distinct(decorated, lambda v: number_unit(v) or ("," if "," in v else None)).dropna()
+    if units.empty:
+        return None
+    return str(units.value_counts().index[0]), len(decorated) / len(sample)
+
+
+def _sentinel(values: np.ndarray) -> float | None:
+    """A lone negative code (-1, -99...) in otherwise non-negative numbers, which means "unknown"."""
+    negative = values[values < 0]
+    if not len(negative) or len(negative) > 0.05 * len(values):
+        return None
+    codes = np.unique(negative)
+    return float(codes[0]) if len(codes) == 1 and codes[0] in SENTINELS else None
 
 
 def _infer_string(
@@ -295,6 +339,7 @@ def _infer_string(
     median_len = float(lengths.median())
     spaced = sample.str.contains(r"\s", regex=True).mean()
     words = float(sample.str.count(r"\s+").median()) + 1
+    counts, merged = fold_spellings(counts)
     shares = counts / n_present
     kept = shares[shares >= rare_share].head(max_categories)
     coverage = float(kept.sum())
@@ -306,7 +351,7 @@ def _infer_string(
             f"; {grouped} rare values ({1 - coverage:.1%} of rows) grouped as '{OTHER}'"
             if grouped
             else ""
-        )
+        ) + (f"; {merged} other spellings (case, spaces) read as the same value" if merged else "")
         return ColumnSchema(
             name, CATEGORICAL, True, reason, output=name,
             categories=tuple(str(v) for v in kept.index), **base,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -16,18 +17,21 @@ from sklearn.preprocessing import StandardScaler
 from statsmodels.stats.multitest import multipletests
 from threadpoolctl import threadpool_limits
 
+from cio_mavera.jobs.audiences.attribute_values import BOOLEAN_VALUES, parse_number
 from cio_mavera.sandbox.workspace import (
     RATE_DEFINITIONS,
     RATE_METRICS,
     SERIES,
     CampaignWorld,
-    World,
+    CustomerWorld,
     WorkspaceLookupError,
+    World,
     customer_attribute_strings,
     find_rows,
     generate_workspace,
     metric_series,
 )
+from cio_mavera.sandbox.workspace.attribute_mess import ATTRIBUTE_GROUPS
 
 END = dt.date(2026, 10, 1)
 SEEDS = (7, 11, 23)
@@ -342,10 +346,13 @@ def test_segments_include_everyone_a_manual_group_and_one_empty_segment(ws):
     assert sizes["All customers"] == len(ws.customers)
     assert sizes["Legacy import (empty)"] == 0
     assert 100 <= sizes["Beta testers"] <= 500 and by_name.loc["Beta testers", "type"] == "manual"
+    attrs = customer_attribute_strings(ws, np.arange(len(ws.customers)))
     paying = ws.segment_members[int(by_name.loc["Paying customers", "segment_id"])]
-    assert (ws.customers["mrr"].to_numpy()[paying] > 0).all()
+    assert all(parse_number(attrs[i]["mrr"]) > 0 for i in paying)  # "$99.00", "1,200.5", "99 USD"
     trial = ws.segment_members[int(by_name.loc["Trial users", "segment_id"])]
-    assert ws.customers["trial_user"].to_numpy()[trial].all()
+    assert all(BOOLEAN_VALUES[attrs[i]["trial_user"].lower()] == 1 for i in trial)
+    enterprise = ws.segment_members[int(by_name.loc["Enterprise accounts", "segment_id"])]
+    assert all(attrs[i]["plan"].strip().lower() == "enterprise" for i in enterprise)
     assert 0 < sizes["Enterprise accounts"] < sizes["Paying customers"] < sizes["All customers"]
     assert 0 < sizes["Dormant 60d"] < sizes["All customers"]
     assert (ws.segments["state"] == "finished").all()
@@ -354,8 +361,14 @@ def test_segments_include_everyone_a_manual_group_and_one_empty_segment(ws):
 # --- customers --------------------------------------------------------------------------------
 
 
-def test_customers_have_about_thirty_typed_attributes(ws):
-    people = ws.customers
+@pytest.fixture(scope="module", params=SEEDS)
+def clean_people(request):
+    """The tidy customers: nearly disjoint clusters, every attribute present and typed."""
+    return generate_workspace(request.param, 3000, end=END, world=World.clean())
+
+
+def test_clean_customers_have_about_thirty_typed_attributes(clean_people):
+    people = clean_people.customers
     assert 28 <= len(people.columns) <= 36
     assert people["cio_id"].is_unique and people["email"].is_unique
     assert 0.02 <= people["id"].isna().mean() <= 0.08
@@ -365,14 +378,17 @@ def test_customers_have_about_thirty_typed_attributes(ws):
     assert people["nps_score"].isna().any() and people["nps_score"].dropna().between(0, 10).all()
     assert (people["created_at"] < people["last_seen_at"]).all()
     assert people["country"].value_counts().min() < 0.005 * len(people)  # rare countries exist
+    for group in ATTRIBUTE_GROUPS.values():
+        assert not people[[c for c in group if c in people]].drop(columns=["notes", "job_title"],
+                                                                   errors="ignore").isna().any().any()
 
 
-def test_attribute_strings_are_all_strings_with_missing_values_omitted(ws):
+def test_clean_attribute_strings_are_tidy_strings_with_missing_values_omitted(clean_people):
     rows = np.arange(200)
-    attrs = customer_attribute_strings(ws, rows)
+    attrs = customer_attribute_strings(clean_people, rows)
     assert len(attrs) == 200
     assert all(isinstance(v, str) and v != "" for a in attrs for v in a.values())
-    people = ws.customers.iloc[rows]
+    people = clean_people.customers.iloc[rows]
     for a, (_, person) in zip(attrs, people.iterrows(), strict=True):
         assert a["cio_id"] == person["cio_id"]
         assert ("id" in a) == pd.notna(person["id"])
@@ -383,6 +399,51 @@ def test_attribute_strings_are_all_strings_with_missing_values_omitted(ws):
         assert float(a["mrr"]) == pytest.approx(person["mrr"])
         assert a["seats"] == str(person["seats"])
     assert any("id" not in a for a in attrs)
+
+
+def test_realistic_attribute_groups_go_missing_together_at_their_knob_shares(ws):
+    attrs = customer_attribute_strings(ws, np.arange(len(ws.customers)))
+    knobs = ws.truth["world"]["customers"]
+    groups = ws.truth["clusters"]["attribute_groups"]
+    for group, share in (("billing", "missing_billing"), ("product", "missing_product"),
+                         ("crm", "missing_crm")):
+        anchor = groups[group][0]  # plan, logins_30d, industry: always set when the group is
+        absent = np.array([anchor not in a for a in attrs])
+        assert absent.mean() == pytest.approx(knobs[share], abs=0.03), group
+        for column in groups[group]:  # nobody has one attribute of a group they lack
+            assert not any(column in a for a, gone in zip(attrs, absent, strict=True) if gone), column
+    # The people lacking a group are otherwise ordinary: missing at random, whatever their cluster.
+    lacking = np.array(["industry" not in a for a in attrs])
+    for cluster in range(ws.truth["clusters"]["k"]):
+        assert lacking[ws.cluster_labels == cluster].mean() == pytest.approx(knobs["missing_crm"], abs=0.06)
+
+
+def test_realistic_attributes_are_written_as_integrations_write_them(ws):
+    attrs = customer_attribute_strings(ws, np.arange(len(ws.customers)))
+    values = {c: [a[c] for a in attrs if c in a] for c in ("plan", "trial_user", "mrr", "seats",
+                                                           "company_size", "source", "billing_customer",
+                                                           "signup_comment", "logins_30d")}
+    plans = set(values["plan"])
+    assert {"pro", "Pro", "PRO", "pro "} <= plans  # one value, spelt four ways
+    assert {p.strip().lower() for p in plans} == {"free", "starter", "pro", "business", "enterprise"}
+    assert {"true", "yes", "1", "Y", "True"} <= set(values["trial_user"])
+    assert any(re.fullmatch(r"\$\d{1,3}(,\d{3})*\.\d\d", v) for v in values["mrr"])  # "$1,200.00"
+    assert any(v.endswith(" USD") for v in values["mrr"])
+    assert any(re.fullmatch(r"\d+ seats", v) for v in values["seats"])
+    assert any(re.fullmatch(r"\d{1,3}(,\d{3})+", v) for v in values["company_size"])
+    assert "-1" in values["logins_30d"]  # a broken sync's "unknown"
+    assert set(values["source"]) == {"api"}  # a constant
+    assert len(set(values["billing_customer"])) == len(values["billing_customer"])  # near-unique ids
+    assert np.median([len(v.split()) for v in values["signup_comment"]]) >= 8  # free text
+
+
+def test_customer_knobs_reach_the_truth_and_the_clean_world_is_tidy(clean_people):
+    assert clean_people.truth["world"]["customers"] == dataclasses.asdict(CustomerWorld.clean())
+    tidy = World.clean().with_knobs({"customers.missing_crm": 0.5})
+    ws = generate_workspace(7, 2000, end=END, world=tidy)
+    assert ws.truth["world"]["customers"]["missing_crm"] == 0.5
+    assert ws.customers["industry"].isna().mean() == pytest.approx(0.5, abs=0.04)
+    assert ws.customers["plan"].notna().all()  # only the knob that was turned changed
 
 
 def test_find_rows_maps_identifiers_and_marks_unknown_ones(ws):
@@ -407,10 +468,11 @@ def _cluster_features(people: pd.DataFrame) -> np.ndarray:
     return np.hstack([StandardScaler().fit_transform(numeric), one_hot])
 
 
-def test_latent_clusters_are_recovered_by_kmeans_with_silhouette(ws):
-    features = _cluster_features(ws.customers)
+def test_clean_latent_clusters_are_recovered_by_kmeans_with_silhouette(clean_people):
+    features = _cluster_features(clean_people.customers)
     with threadpool_limits(1):  # the machine is shared; tiny data gains nothing from threads
         fits = {k: KMeans(k, n_init=3, random_state=0).fit_predict(features) for k in range(2, 9)}
     silhouettes = {k: silhouette_score(features, labels) for k, labels in fits.items()}
-    assert max(silhouettes, key=silhouettes.get) == ws.truth["clusters"]["k"]
-    assert adjusted_rand_score(ws.cluster_labels, fits[ws.truth["clusters"]["k"]]) >= 0.8
+    truth = clean_people.truth["clusters"]["k"]
+    assert max(silhouettes, key=silhouettes.get) == truth
+    assert adjusted_rand_score(clean_people.cluster_labels, fits[truth]) >= 0.8

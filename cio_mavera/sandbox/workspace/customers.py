@@ -1,9 +1,14 @@
-"""Sandbox customers: ~30 typed attributes with K latent clusters planted on a subset of them.
+"""Sandbox customers: ~30 attributes with K latent clusters planted on a subset of them.
 
 Vectorised numpy + pyarrow compute, so a million people take a few seconds. Cluster-driven columns:
 plan, industry, lifecycle_stage, favorite_feature, trial_user, company_size, seats, mrr, logins_30d,
 projects_created, messages_sent_30d, integrations_enabled, support_tickets_90d, last_seen_at. Everything else is noise
 (independent of the cluster), except that created_at precedes last_seen_at.
+
+How far the clusters overlap and how messily the attributes are written is the `CustomerWorld`:
+the clean world draws exactly the tidy, nearly disjoint clusters; the realistic one (the default)
+widens and correlates the numbers, mixes categories across clusters, then lets `attribute_mess`
+write them the way integrations do (missing groups, spellings, units, boolean vocabularies, junk).
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .attribute_mess import write_attributes
+from .world import CustomerWorld
 
 K = 4
 CLUSTER_NAMES = ("enterprise_power_users", "small_self_serve", "dormant_trials", "mid_market_growth")
@@ -50,6 +58,10 @@ _LOGNORMAL = {  # column: ([median per cluster], [sigma per cluster])
     "support_tickets_90d": ([8, 0.3, 0.1, 2], [0.3, 0.3, 0.3, 0.3]),
 }
 _POISSON_COLUMNS = ("logins_30d", "projects_created", "integrations_enabled", "support_tickets_90d")
+# Numbers that move together inside a cluster (a bigger account has more seats and pays more).
+_SHARED_FACTORS = {"company_size": "size", "seats": "size", "mrr": "size", "logins_30d": "engagement",
+                   "projects_created": "engagement", "messages_sent_30d": "engagement",
+                   "integrations_enabled": "engagement"}
 _LAST_SEEN_DAYS = ([1.0, 5.0, 0.0, 2.0])  # exponential mean; dormant trials use uniform(60, 240)
 
 # country: (share, calling code, cities, timezone, language)
@@ -114,9 +126,17 @@ STRING_COLUMNS = ("cio_id", "id", "email", "phone", "street_address")
 TIMESTAMP_COLUMNS = ("created_at", "last_seen_at")
 
 
-def generate_customers(rng: np.random.Generator, n: int, end_ts: int,
-                       seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """(customers frame, cluster label per row) for n people; timestamps are before end_ts."""
+def generate_customers(rng: np.random.Generator, n: int, end_ts: int, seed: int,
+                       world: CustomerWorld | None = None) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """(customers frame, cluster label per row, segment facts) for n people; timestamps before end_ts.
+
+    The facts are the true plan, mrr, trial_user and last_seen_at (NaN / missing where the person
+    has no such attribute), which segments are defined on, whatever the frame's spelling.
+    """
+    world = world or CustomerWorld()
+    # Everything the realistic world adds comes from its own stream, so the clean world draws
+    # exactly what it always drew.
+    extra = np.random.default_rng(np.random.SeedSequence([seed, n, 0xC0571]))
     labels = rng.choice(K, size=n, p=_CLUSTER_SHARES).astype(np.int8)
     cols: dict[str, object] = {}
     rows = np.arange(n, dtype=np.int64)
@@ -160,11 +180,16 @@ def generate_customers(rng: np.random.Generator, n: int, end_ts: int,
     cols["timezone"] = _categorical_by(city, [_CITY_TZ.get(c, _COUNTRY_TZ[c]) for c in city_names])
     cols["language"] = _categorical_by(country, [v[4] for v in _COUNTRIES.values()])
 
-    cols["plan"] = _categorical_draw(rng, labels, _PLAN_P, PLANS)
-    cols["industry"] = _categorical_draw(rng, labels, _INDUSTRY_P, INDUSTRIES)
-    cols["lifecycle_stage"] = _categorical_draw(rng, labels, _LIFECYCLE_P, LIFECYCLE)
-    cols["trial_user"] = rng.random(n) < _TRIAL_P[labels]
-    numbers = {name: _lognormal(rng, labels, *spec) for name, spec in _LOGNORMAL.items()}
+    overlap = world.category_overlap
+    cols["plan"] = _categorical_draw(rng, labels, _mixed(_PLAN_P, overlap), PLANS)
+    cols["industry"] = _categorical_draw(rng, labels, _mixed(_INDUSTRY_P, overlap), INDUSTRIES)
+    cols["lifecycle_stage"] = _categorical_draw(rng, labels, _mixed(_LIFECYCLE_P, overlap), LIFECYCLE)
+    trial_p = _mixed(np.column_stack([_TRIAL_P, 1 - _TRIAL_P]), overlap)[:, 0]
+    cols["trial_user"] = rng.random(n) < trial_p[labels]
+    noise = {name: rng.standard_normal(n) for name in _LOGNORMAL}  # the tidy world's draws
+    noise = _realistic_noise(extra, noise, world)
+    numbers = {name: _lognormal(labels, *spec, noise[name], world.spread)
+               for name, spec in _LOGNORMAL.items()}
     cols["company_size"] = np.maximum(1, np.rint(numbers["company_size"])).astype(np.int64)
     cols["seats"] = np.maximum(1, np.rint(numbers["seats"])).astype(np.int64)
     mrr = np.round(numbers["mrr"], 2)
@@ -188,11 +213,15 @@ def generate_customers(rng: np.random.Generator, n: int, end_ts: int,
     cols["nps_score"] = pd.arrays.IntegerArray(nps, rng.random(n) < 0.35)  # ~35% never answered
     cols["marketing_opt_in"] = rng.random(n) < 0.62
     cols["referral_source"] = pd.Categorical.from_codes(rng.integers(len(_REFERRALS), size=n), categories=list(_REFERRALS))
-    cols["favorite_feature"] = _categorical_draw(rng, labels, _FEATURE_P, _FEATURES)
+    cols["favorite_feature"] = _categorical_draw(rng, labels, _mixed(_FEATURE_P, overlap), _FEATURES)
     cols["job_title"] = pd.Categorical.from_codes(rng.integers(len(_JOB_TITLES), size=n), categories=list(_JOB_TITLES))
     note = rng.integers(len(_NOTES), size=n)
     cols["notes"] = pd.Categorical.from_codes(np.where(rng.random(n) < 0.55, -1, note), categories=list(_NOTES))
-    return pd.DataFrame(cols, columns=_COLUMN_ORDER), labels
+    people = pd.DataFrame(cols, columns=_COLUMN_ORDER)
+    facts = people[["plan", "mrr", "trial_user", "last_seen_at"]].copy()
+    if world != CustomerWorld.clean():
+        people, facts = write_attributes(extra, people, world)
+    return people, labels, facts
 
 
 _COLUMN_ORDER = (
@@ -238,8 +267,34 @@ def _categorical_draw(rng: np.random.Generator, labels: np.ndarray, probs: np.nd
     return pd.Categorical.from_codes(np.minimum(codes, len(categories) - 1), categories=list(categories))
 
 
-def _lognormal(rng: np.random.Generator, labels: np.ndarray, medians: list[float],
-               sigmas: list[float]) -> np.ndarray:
+def _lognormal(labels: np.ndarray, medians: list[float], sigmas: list[float], noise: np.ndarray,
+               spread: float) -> np.ndarray:
     median = np.array(medians, dtype=float)[labels]
     sigma = np.array(sigmas, dtype=float)[labels]
-    return median * np.exp(sigma * rng.standard_normal(len(labels)))
+    if spread != 1.0:
+        sigma = sigma * spread
+    return median * np.exp(sigma * noise)
+
+
+def _mixed(probs: np.ndarray, overlap: float) -> np.ndarray:
+    """Each cluster's category probabilities, a share `overlap` of them taken from everyone's mix."""
+    if overlap == 0:
+        return probs
+    rows = probs / probs.sum(axis=1, keepdims=True)
+    everyone = _CLUSTER_SHARES @ rows
+    return (1 - overlap) * rows + overlap * everyone[None, :]
+
+
+def _realistic_noise(extra: np.random.Generator, noise: dict[str, np.ndarray],
+                     world: CustomerWorld) -> dict[str, np.ndarray]:
+    """Heavy-tailed (Student t) noise, partly shared by numbers that move together in a cluster."""
+    if world.heavy_tail_df > 0:
+        df = world.heavy_tail_df
+        noise = {name: z * np.sqrt(df / extra.chisquare(df, size=len(z))) for name, z in noise.items()}
+    rho = world.within_cluster_correlation
+    if rho > 0:
+        n = len(next(iter(noise.values())))
+        factors = {f: extra.standard_normal(n) for f in sorted(set(_SHARED_FACTORS.values()))}
+        noise = {name: (np.sqrt(1 - rho) * z + np.sqrt(rho) * factors[_SHARED_FACTORS[name]]
+                        if name in _SHARED_FACTORS else z) for name, z in noise.items()}
+    return noise

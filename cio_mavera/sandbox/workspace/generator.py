@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .attribute_mess import ATTRIBUTE_GROUPS
 from .campaigns import (
     build_campaigns,
     choose_plants,
@@ -141,8 +142,8 @@ def generate_workspace(seed: int = 7, customers: int = 5000, *,
     probabilities, plant_details = message_probabilities(rng_metrics, actions, plants, world.campaigns)
     cube = generate_metric_cube(rng_metrics, actions, volumes, probabilities, plants, campaigns, end, days,
                                 world.campaigns)
-    people, labels = generate_customers(rng_customers, customers, anchor, seed)
-    segments, members = _segments(rng_segments, people, segment_ids, anchor)
+    people, labels, facts = generate_customers(rng_customers, customers, anchor, seed, world.customers)
+    segments, members = _segments(rng_segments, facts, segment_ids, anchor)
     spike = _plan_spike(rng_spike, campaigns, actions, volumes, plants, end)
     truth = {**_truth(plant_details, actions, people, labels, spike),
              "message_rates": message_rates(actions, probabilities),
@@ -222,6 +223,7 @@ def _truth(plants: list[dict], actions: pd.DataFrame, people: pd.DataFrame, labe
             "names": list(CLUSTER_NAMES),
             "sizes": [int(s) for s in sizes],
             "assignments": dict(zip(people["cio_id"].tolist(), labels.tolist(), strict=True)),
+            "attribute_groups": {g: list(c) for g, c in ATTRIBUTE_GROUPS.items()},
         },
         "spike": spike,
     }

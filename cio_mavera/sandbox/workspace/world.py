@@ -50,11 +50,32 @@ class CampaignWorld:
 
 @dataclass(frozen=True)
 class CustomerWorld:
-    """Knobs of customers and their attributes (job 2's data)."""
+    """Knobs of customers and their attributes (job 2's data).
+
+    Attributes come from three integrations (billing, product usage, CRM), each present or absent
+    for a person as a whole group; the clusters overlap on every attribute.
+    """
+
+    category_overlap: float = 0.3  # share of each category drawn from everyone's mix, not the cluster's
+    spread: float = 1.6  # multiplies each cluster's spread of numbers on the log scale
+    within_cluster_correlation: float = 0.5  # account size and engagement shared by related numbers
+    heavy_tail_df: float = 3.0  # Student-t degrees of freedom of numbers' log-scale noise (0 = normal)
+    outlier_share: float = 0.01  # numbers replaced by absurd values (unit mistakes, -1 sentinels)
+    missing_billing: float = 0.25  # people without billing attributes (plan, mrr, seats)
+    missing_product: float = 0.4  # without product-usage attributes (logins, projects, messages...)
+    missing_crm: float = 0.55  # without CRM attributes (industry, company size, lifecycle stage...)
+    messy_strings: float = 0.3  # category values re-spelt ("Pro", "pro ", "PRO", "Trial Expired")
+    formatted_numbers: float = 0.3  # numbers written "1,200", "15 seats", "$99.00"
+    mixed_booleans: bool = True  # booleans written true/false, yes/no, 1/0, Y/N, True/False
+    junk_attributes: bool = True  # a constant, a near-unique id, free text, high-cardinality codes
 
     @classmethod
     def clean(cls) -> CustomerWorld:
-        return cls()
+        """Nearly disjoint clusters, every attribute present and tidily typed."""
+        return cls(category_overlap=0.0, spread=1.0, within_cluster_correlation=0.0,
+                   heavy_tail_df=0.0, outlier_share=0.0, missing_billing=0.0, missing_product=0.0,
+                   missing_crm=0.0, messy_strings=0.0, formatted_numbers=0.0, mixed_booleans=False,
+                   junk_attributes=False)
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,11 @@ def test_pull_metrics_of_the_last_days(live_env, capsys) -> None:
     out = capsys.readouterr().out
     assert "metric rows" in out
     ws = live_env.state.workspace
-    # campaigns + actions lists, then one metrics request per campaign and per action
-    assert _summary(out)["requests"] == 1 + len(ws.campaigns) + len(ws.campaigns) + len(ws.actions)
+    # campaigns + actions lists, then one metrics request per campaign and per action (a 429 from
+    # the server's one-second window, possible when arrivals bunch, is retried: not counted)
+    summary = _summary(out)
+    expected = 1 + len(ws.campaigns) + len(ws.campaigns) + len(ws.actions)
+    assert summary["requests"] - summary["429"] == expected
 
 
 def test_segment_flag_applies_to_customers_only(live_env, capsys) -> None:

@@ -100,6 +100,7 @@ def test_sdk_maps_mavera_errors(sandbox: SandboxServer, client: openai.OpenAI) -
 
 def test_sdk_sees_402_and_429(make_sandbox) -> None:
     server = make_sandbox(customers=50, mavera_credits=1, mavera_rpm=2)
+    server.state.mavera.rate.clock = lambda: 1_000.0  # all in one instant of the minute window
     client = sdk(server)
     client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.APIStatusError) as broke:

@@ -122,6 +122,7 @@ def test_rate_limit_headers_on_every_response(sandbox: SandboxServer, api: httpx
 
 def test_requests_over_the_per_minute_limit_get_429_with_retry_after(make_sandbox) -> None:
     server = make_sandbox(customers=50, mavera_rpm=3)
+    server.state.mavera.rate.clock = lambda: 1_000.0  # every request in the same instant
     with mavera(server) as client:
         statuses = [client.get("/personas") for _ in range(5)]
     assert [r.status_code for r in statuses] == [200, 200, 200, 429, 429]
@@ -134,24 +135,31 @@ def test_requests_over_the_per_minute_limit_get_429_with_retry_after(make_sandbo
 
 
 def test_mave_concurrency_cap_rejects_the_eleventh_concurrent_request(sandbox: SandboxServer) -> None:
-    sandbox.state.mavera.mave_latency_s = 1.0
+    account = sandbox.state.mavera
     extra = 2
-    barrier = threading.Barrier(MAVE_MAX_CONCURRENT + extra)
     statuses: list[int] = []
+    answered = threading.Condition()
 
     def ask(i: int) -> None:
         with mavera(sandbox) as client:
-            barrier.wait()
-            statuses.append(client.post("/mave/chat", json={"message": f"question {i}"}).status_code)
+            status = client.post("/mave/chat", json={"message": f"question {i}"}).status_code
+        with answered:
+            statuses.append(status)
+            answered.notify_all()
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(MAVE_MAX_CONCURRENT + extra)]
+    account.mave_open.clear()  # admitted requests stay in flight until released
     try:
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join(timeout=20)
+        # Only requests over the cap can answer while the admitted ones are held.
+        with answered:
+            assert answered.wait_for(lambda: len(statuses) == extra, timeout=60)
+        assert statuses == [429] * extra and account.mave_in_flight == MAVE_MAX_CONCURRENT
     finally:
-        sandbox.state.mavera.mave_latency_s = 0.0
+        account.mave_open.set()
+        for thread in threads:
+            thread.join(timeout=60)
     assert sorted(statuses) == [200] * MAVE_MAX_CONCURRENT + [429] * extra
 
 

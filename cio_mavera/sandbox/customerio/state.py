@@ -6,6 +6,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .directory import WrittenPeople
@@ -18,15 +19,17 @@ class AppRateWindow:
     rejected requests do not enter the window, so a client that backs off recovers after one window.
     """
 
-    def __init__(self, limit: int, window_s: float = 1.0) -> None:
+    def __init__(self, limit: int, window_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window_s = window_s
+        self.clock = clock  # tests freeze it to count admissions without depending on timing
         self._accepted: deque[float] = deque()
         self._lock = threading.Lock()
 
     def admit(self, now: float | None = None) -> bool:
         """Record a request and say whether it fits in the window."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             while self._accepted and self._accepted[0] <= now - self.window_s:
                 self._accepted.popleft()

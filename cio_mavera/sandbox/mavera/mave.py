@@ -53,6 +53,8 @@ class MaveChat(Resource):
         try:
             if account.mave_latency_s:
                 await asyncio.sleep(account.mave_latency_s)
+            while not account.mave_open.is_set():  # held by a test
+                await asyncio.sleep(0.005)
             out = self._answer(body, message, thread)
         finally:
             with account.lock:

@@ -7,6 +7,7 @@ import math
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +51,9 @@ class RateDecision:
 class SlidingWindow:
     """Per-key sliding 60 s request window (§1.4); rejected requests do not count."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, clock: Callable[[], float] = time.time) -> None:
         self.limit = limit
+        self.clock = clock  # tests freeze it to count admissions without depending on timing
         self._hits: dict[str, deque[float]] = defaultdict(deque)
 
     def _prune(self, key: str, now: float) -> deque[float]:
@@ -68,7 +70,7 @@ class SlidingWindow:
 
     def hit(self, key: str, now: float | None = None) -> RateDecision:
         """Count a request by `key` if the window allows it."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         hits = self._prune(key, now)
         if len(hits) >= self.limit:
             retry = max(1, math.ceil(hits[0] + RATE_WINDOW_S - now))
@@ -79,7 +81,7 @@ class SlidingWindow:
 
     def peek(self, key: str | None, now: float | None = None) -> dict[str, str]:
         """Headers for a request that is not counted (e.g. one rejected by auth)."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         hits = self._prune(key, now) if key is not None else deque()
         return self._headers(hits, now)
 
@@ -141,6 +143,10 @@ class MaveraState:
         self.lock = threading.RLock()
         # Knobs tests may change (not part of SandboxConfig because only the Mavera half uses them).
         self.mave_latency_s = 0.0  # simulated Mave thinking time, makes the concurrency cap reachable
+        # Cleared, admitted Mave requests wait until it is set again: a test holds them in flight
+        # to reach the concurrency cap without depending on how long anything takes.
+        self.mave_open = threading.Event()
+        self.mave_open.set()
         self.focus_group_polls_to_complete = 3  # GETs until completed: processing, processing, completed
         self.reset()
 

@@ -96,9 +96,11 @@ class MalformedWebhook(CioMaveraError, ValueError):
 
 
 def webhook_secret_for(settings: Settings) -> Secret:
-    """The signing key: CIO_WEBHOOK_SECRET, else the public sandbox key when the mode is sandbox.
+    """The key to sign sandbox traffic with: CIO_WEBHOOK_SECRET, else the public sandbox key.
 
-    Raises ConfigError when CIO_MAVERA_MODE=live and CIO_WEBHOOK_SECRET is not set.
+    Raises ConfigError when CIO_MAVERA_MODE=live and CIO_WEBHOOK_SECRET is not set. A receiver that
+    may see live events verifies with `receiver.intake.receiver_secret` instead, which never falls
+    back to the public key when Customer.io keys are set.
     """
     if settings.webhook_secret:
         return settings.webhook_secret

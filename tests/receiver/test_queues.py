@@ -250,6 +250,13 @@ def test_ping_answers_when_the_queue_can_commit(queue):
     asyncio.run(queue.ping())
 
 
+def test_an_event_id_the_backend_cannot_encode_is_rejected_alone(queue):
+    with pytest.raises(EventRejected):
+        enqueue(queue, "\ud800")
+    assert enqueue(queue, "after") is True
+    assert [e.event_id for e in queue.claim("w1")] == ["after"]
+
+
 # -- the SQLite writer never dies silently (issue 14, item 1) -------------------------------------
 
 

@@ -147,14 +147,11 @@ class RedisQueue:
         """Mark the id seen and append to the stream atomically; False for a duplicate."""
         _client, script, _dead = self._client()
         try:
-            keys = [self.seen_key(event_id), self.stream_key]
-        except UnicodeEncodeError as exc:  # not reachable from the receiver, which refuses such ids
-            raise EventRejected(f"the Redis queue cannot store this event ({exc})") from None
-        try:
             added = await script(  # type: ignore[operator]
-                keys=keys, args=[self.dedup_ttl_s, event_id, payload, repr(received_at)],
+                keys=[self.seen_key(event_id), self.stream_key],
+                args=[self.dedup_ttl_s, event_id, payload, repr(received_at)],
             )
-        except (UnicodeEncodeError, redis.DataError) as exc:
+        except (UnicodeEncodeError, redis.DataError) as exc:  # e.g. an id redis-py cannot encode
             raise EventRejected(f"the Redis queue cannot store this event ({type(exc).__name__})") from None
         except redis.RedisError as exc:
             raise QueueUnavailable(f"could not enqueue to {self.describe()}: {type(exc).__name__}") from None

@@ -9,7 +9,8 @@ which on 2 cores would measure the client, not the receiver). Each request is si
 Two runs per scenario: closed loop (`--concurrency` in flight, as fast as possible) and open loop at
 `--rate` events/s. Afterwards the queue is read back: every acknowledged event must be in it, and no
 event of the (valid) stream may have become a dead letter. The receivers run with their default
-connection limits (header size, read deadlines, connection cap).
+connection limits (header size, read deadlines, connection cap). `CPU us/req` is the receivers' own
+CPU time per request, the figure to compare versions by when the machine is busy.
 Targets (issue #6): >= 2,000 events/s sustained, p99 < 50 ms, nothing lost.
 """
 
@@ -117,6 +118,16 @@ def summarise(name: str, results: list, elapsed: float) -> dict:
             "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": latencies[-1] * 1000}
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used (user + system, from /proc): unlike events/s, it barely moves when
+    other programs compete for the cores, so it compares two versions of the receiver on a busy machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_scenario(name: str, n_receivers: int, queue_url: str, data_dir: Path, events_by_run: dict,
                  concurrency: int) -> list[dict]:
     ports = [free_port() for _ in range(n_receivers)]
@@ -125,9 +136,12 @@ def run_scenario(name: str, n_receivers: int, queue_url: str, data_dir: Path, ev
     acked: set[str] = set()
     try:
         for run, (events, rate) in events_by_run.items():
+            cpu = sum(cpu_seconds(process.pid) for process in processes)
             results, elapsed = asyncio.run(send_all(ports, events, concurrency, rate))
+            cpu = sum(cpu_seconds(process.pid) for process in processes) - cpu
             acked |= {r[0] for r in results if 200 <= r[1] < 300}
-            rows.append({"scenario": name, **summarise(run, results, elapsed)})
+            rows.append({"scenario": name, **summarise(run, results, elapsed),
+                         "cpu_us": cpu / len(results) * 1e6})
     finally:
         for process in processes:
             process.terminate()
@@ -179,11 +193,11 @@ def main() -> None:
             else:
                 raise SystemExit(f"unknown scenario {scenario}")
     print(f"\n{'scenario':<10} {'run':<20} {'requests':>8} {'2xx':>6} {'events/s':>9} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'max ms':>7} {'lost':>5} {'stored':>12} {'dead':>5}")
+          f"{'p99 ms':>7} {'max ms':>7} {'CPU us/req':>10} {'lost':>5} {'stored':>12} {'dead':>5}")
     for r in rows:
         print(f"{r['scenario']:<10} {r['run']:<20} {r['requests']:>8} {r['ok']:>6} {r['events_per_s']:>9.0f} "
-              f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['max_ms']:>7.1f} {r['lost']:>5} {r['stored']:>12} "
-              f"{r['dead']:>5}")
+              f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['max_ms']:>7.1f} {r['cpu_us']:>10.0f} {r['lost']:>5} "
+              f"{r['stored']:>12} {r['dead']:>5}")
     print(f"\n{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; client and receiver(s) share them.")
 
 

@@ -192,9 +192,6 @@ def _identifiers(data: Mapping[str, Any]) -> dict[str, Any]:
 # -- strict decoding -------------------------------------------------------------------------------
 
 
-# A JSON string (escapes included), and a bracket outside one: enough to measure nesting cheaply.
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -234,18 +231,15 @@ def _check_text(text: str) -> None:
             raise MalformedWebhook("webhook body holds a lone UTF-16 surrogate escape", "surrogate") from None
 
 
-def _check_depth(text: str) -> None:
-    """Raise when containers nest deeper than MAX_DEPTH (checked before decoding, which recurses)."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return
-    depth = 0
-    for match in _BRACKET.finditer(_STRING.sub("", text)):
-        if match.group() in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise MalformedWebhook(f"webhook body nests deeper than {MAX_DEPTH} levels", "depth")
-        else:
-            depth -= 1
+def _check_depth(value: Any) -> None:
+    """Raise when containers nest deeper than MAX_DEPTH (a walk over containers only, not strings)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise MalformedWebhook(f"webhook body nests deeper than {MAX_DEPTH} levels", "depth")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def _check_tree(value: Any) -> None:
@@ -275,16 +269,21 @@ def decode_json(raw: bytes | str) -> Any:
             raise MalformedWebhook("webhook body is not valid UTF-8", "encoding") from None
     else:
         text = raw
+        if not text.isascii():
+            _check_text(text)  # a str from Python may hold a lone surrogate itself, not only its escape
     if text.startswith("\ufeff"):
         raise MalformedWebhook("webhook body starts with a byte-order mark", "encoding")
-    _check_depth(text)
     try:
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
                            parse_int=_bounded_int, object_pairs_hook=_unique_keys)
     except MalformedWebhook:
         raise
-    except (ValueError, RecursionError, TypeError) as exc:  # JSONDecodeError, nesting beyond the stack
+    except RecursionError:  # nested deeper than the decoder's stack allows: far beyond MAX_DEPTH
+        raise MalformedWebhook(f"webhook body nests deeper than {MAX_DEPTH} levels", "depth") from None
+    except (ValueError, TypeError) as exc:  # JSONDecodeError
         raise MalformedWebhook(f"webhook body is not valid JSON ({type(exc).__name__})", "json") from None
+    if text.count("[") + text.count("{") > MAX_DEPTH:  # else it cannot nest that deep
+        _check_depth(value)
     # Strict UTF-8 holds no surrogates, so only a \uD800-\uDFFF escape can make one: walk the
     # decoded value only when the text has such an escape (real pairs included), which is rare.
     if _SURROGATE_ESCAPE.search(text):

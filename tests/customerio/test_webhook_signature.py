@@ -218,6 +218,17 @@ def test_nesting_is_bounded():
         assert caught.value.code == "depth"
 
 
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    event = parse_event(_raw(data={"content": "<p>[" * 100 + "{" * 100 + '\\"]'}))
+    assert event.data["content"].startswith("<p>[")
+
+
+def test_a_python_string_holding_a_lone_surrogate_is_malformed():
+    with pytest.raises(MalformedWebhook) as caught:
+        parse_event('{"event_id":"\ud800","object_type":"email","metric":"sent"}')
+    assert caught.value.code == "surrogate"
+
+
 def test_subscription_preferences_change_without_object_type_is_a_customer_event():
     raw = json.dumps({"event_id": "p1", "metric": "cio_subscription_preferences_changed",
                       "timestamp": 1_700_000_000, "data": {"identifiers": {"id": "7"}, "content": "{}"}})

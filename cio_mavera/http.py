@@ -204,8 +204,12 @@ class HttpClient:
             response = self._client.send(request, stream=stream)
         except httpx.TransportError as exc:
             raise self._transport_error(exc, request) from None
-        if response.status_code < 400 or response.status_code in options[EXPECT]:
+        status = response.status_code
+        if status < 300 or status in options[EXPECT]:
             return response
+        if status < 400:  # never a success, and never followed: the key would go where it points
+            response.close()
+            raise self._redirect_error(response, route)
         if stream:
             response.read()  # error bodies are small, and the error message quotes them
             response.close()
@@ -234,6 +238,14 @@ class HttpClient:
         message += (" (not retried: the request may have reached the server)" if not_retried
                     else f" after {request.extensions.get(ATTEMPTS, 1)} attempts")
         return ServerError(message, service=self.service)
+
+    def _redirect_error(self, response: httpx.Response, route: str) -> ApiError:
+        location = response.headers.get("location", "").split("?")[0]
+        return ApiError(
+            f"{self.service} {route} answered {response.status_code} redirecting"
+            f"{' to ' + location if location else ''}; redirects are not followed (the key would "
+            f"go with it): check {_SETTINGS_TO_CHECK.get(self.service, 'the base URL settings')}",
+            service=self.service, status=response.status_code)
 
     def _error(self, response: httpx.Response, route: str, attempts: int) -> ApiError:
         error = self._error_factory(response, route)

@@ -253,3 +253,15 @@ def test_a_refused_connection_is_still_retried():
     with client(transport) as http:
         assert http.get_json("/x") == {}
     assert len(seen) == 2
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_a_success_and_never_followed(status):
+    moved = httpx.Response(status, headers={"location": "https://api-eu.customer.io/v1/campaigns?x=1"})
+    transport, seen = scripted(moved, httpx.Response(200, json={}))
+    http = HttpClient(service="customerio-app", base_url="https://api.customer.io/v1",
+                      transport=transport, retry=FAST, sleep=lambda s: None)
+    with http, pytest.raises(ApiError) as info:
+        http.get_json("/campaigns")
+    assert len(seen) == 1 and info.value.status == status
+    assert "https://api-eu.customer.io/v1/campaigns" in str(info.value) and "CIO_REGION" in str(info.value)

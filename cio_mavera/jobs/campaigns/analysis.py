@@ -14,6 +14,7 @@ import pandas as pd
 
 from cio_mavera.jobs.campaigns import stats as campaign_stats
 from cio_mavera.jobs.campaigns.data import CampaignData, JobInputError
+from cio_mavera.jobs.campaigns.underperformers import compare_with_channels
 from cio_mavera.pii import EMAIL_RE, assert_no_pii
 
 _BODY_EXCERPT_CHARS = 400
@@ -21,11 +22,18 @@ _BODY_EXCERPT_CHARS = 400
 
 @dataclass
 class Findings:
-    """Rates, baselines, tests, trend and the underperforming messages chosen for new copy."""
+    """Rates, baselines, tests, trend and the underperforming messages chosen for new copy.
+
+    `tests`: one row per (message, rate) against its channel's typical message; `spreads`: per
+    (channel, rate) the typical rate, its range and the spread between messages; `checks`: each
+    assumption of the test and what the data said about it.
+    """
 
     rates: pd.DataFrame
     baselines: pd.DataFrame
     tests: pd.DataFrame
+    spreads: pd.DataFrame
+    checks: pd.DataFrame
     flagged: pd.DataFrame
     messages: pd.DataFrame
     trend: pd.DataFrame
@@ -45,9 +53,10 @@ def analyse(data: CampaignData, *, max_underperformers: int = 3, alpha: float = 
             trend_rate: str = "human_click_rate") -> Findings:
     """Funnel rates, channel baselines, FDR-corrected underperformers and the trend for `data`.
 
-    Every action of the chosen channel(s) is tested against the rest of its channel, and the
-    Benjamini-Hochberg correction covers all of those tests; a campaign filter then only narrows
-    which flags are reported, which keeps the correction conservative.
+    Every message of the chosen channel(s) is tested against what a typical message of its channel
+    would show (`underperformers`), and the Benjamini-Hochberg correction covers all of those
+    tests; a campaign filter then only narrows which flags are reported, which keeps the
+    correction conservative.
     """
     if max_underperformers < 0:
         raise JobInputError("max_underperformers must be >= 0")
@@ -58,8 +67,9 @@ def analyse(data: CampaignData, *, max_underperformers: int = 3, alpha: float = 
         metrics = metrics[keep]
     rates = campaign_stats.action_rates(metrics, actions, start=data.start, end=data.end)
     baselines = campaign_stats.channel_baselines(rates)
-    tests = campaign_stats.find_underperformers(rates, alpha=alpha, min_trials=min_trials,
-                                                min_relative_drop=min_relative_drop)
+    comparison = compare_with_channels(rates, alpha=alpha, min_trials=min_trials,
+                                       min_relative_drop=min_relative_drop)
+    tests = comparison.tests
     in_scope = _in_campaigns(tests, data.campaign_ids)
     flagged = tests[in_scope & tests["flagged"].astype(bool)].reset_index(drop=True)
     messages = _underperforming_messages(flagged, data.actions, max_underperformers)
@@ -68,8 +78,9 @@ def analyse(data: CampaignData, *, max_underperformers: int = 3, alpha: float = 
     freq = "D" if data.days <= 21 else "W"
     trend = campaign_stats.daily_trend(window, actions, rate=trend_rate, freq=freq)
     funnel = campaign_stats.funnel_table(rates[_in_campaigns(rates, data.campaign_ids)])
-    return Findings(rates, baselines, tests, flagged, messages, trend, funnel, data.start, data.end,
-                    data.channel, data.campaign_ids, alpha, min_trials, min_relative_drop, trend_rate)
+    return Findings(rates, baselines, tests, comparison.spreads, comparison.checks, flagged, messages,
+                    trend, funnel, data.start, data.end, data.channel, data.campaign_ids, alpha, min_trials,
+                    min_relative_drop, trend_rate)
 
 
 def _in_campaigns(frame: pd.DataFrame, campaign_ids: Sequence[int]) -> pd.Series:
@@ -150,7 +161,8 @@ def findings_summary(findings: Findings) -> dict[str, Any]:
             "shortfalls": [{
                 "metric": r.metric,
                 "rate": _round(r.rate),
-                "channel_baseline": _round(r.baseline),
+                "channel_typical": _round(r.baseline),
+                "typical_range": [_round(r.typical_low), _round(r.typical_high)],
                 "relative_difference": _round(r.relative_difference, 3),
                 "p_adjusted": _sig(r.p_adjusted),
                 "trials": int(r.trials),
@@ -160,9 +172,10 @@ def findings_summary(findings: Findings) -> dict[str, Any]:
         "window": {"start": f"{findings.start:%Y-%m-%d}",
                    "end_exclusive": f"{findings.end:%Y-%m-%d}"},
         "channel_filter": findings.channel,
-        "method": (f"each message vs the rest of its channel, one-sided two-proportion test, "
+        "method": (f"each message vs a typical message of its channel (random-effects model of the "
+                   f"spread between messages, day-to-day over-dispersion included), one-sided, "
                    f"Benjamini-Hochberg FDR {findings.alpha}, at least {findings.min_trials} trials, "
-                   f"flagged when at least {findings.min_relative_drop:.0%} worse"),
+                   f"flagged when at least {findings.min_relative_drop:.0%} worse than typical"),
         "messages_tested": int(tested["action_id"].nunique()),
         "flags": int(len(findings.flagged)),
         "channel_baselines": baselines,

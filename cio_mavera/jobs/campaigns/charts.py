@@ -1,4 +1,5 @@
-"""Static matplotlib charts for job 1: underperformers against their channel baseline, and rate trends.
+"""Static matplotlib charts for job 1: each channel's messages with the flagged ones marked, the
+underperformers against their channel's typical message, and rate trends.
 
 Figures are built with `matplotlib.figure.Figure` rather than pyplot, so they work under Agg, leave no
 global figure state behind, and display once in Jupyter (the inline backend renders Figure objects).
@@ -6,22 +7,84 @@ global figure state behind, and display once in Jupyter (the inline backend rend
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from cio_mavera.jobs.campaigns.stats import rate_definition
 
-__all__ = ["trend_chart", "underperformer_chart"]
+__all__ = ["distribution_chart", "trend_chart", "underperformer_chart"]
 
 _POINT = "#c0392b"
 _BASELINE = "#34495e"
+_ORDINARY = "#7f8c8d"
+_RANGE = "#d5dbdb"
+_DEFAULT_RATES = ("human_click_rate", "conversion_rate")
+
+
+def distribution_chart(tests: pd.DataFrame, spreads: pd.DataFrame, max_panels: int = 4) -> Figure:
+    """One panel per rate (flagged rates first): every tested message of each channel as a dot, the
+    channel's typical rate and the range typical messages span, flagged messages in red."""
+    tested = tests[tests["reason"].isna()]
+    flagged = tested[tested["flagged"].astype(bool)]
+    metrics = list(dict.fromkeys([*flagged["metric"], *_DEFAULT_RATES]))
+    metrics = [m for m in metrics if (tested["metric"] == m).any()][:max_panels]
+    if not metrics:
+        return _empty_figure("Messages per channel", "No message had enough deliveries to test", "Rate (%)")
+    rows = [tested.loc[tested["metric"] == m, "channel"].nunique() for m in metrics]
+    figure = Figure(figsize=(9, 1.4 + 0.7 * sum(rows) + 0.5 * len(metrics)), layout="constrained")
+    axes = figure.subplots(len(metrics), 1, squeeze=False, gridspec_kw={"height_ratios": rows})[:, 0]
+    for ax, metric in zip(axes, metrics, strict=True):
+        _draw_distribution(ax, tested[tested["metric"] == metric], spreads[spreads["metric"] == metric], metric)
+    figure.suptitle("Messages per channel: typical range (grey) and flagged underperformers (red)")
+    legend = {}
+    for ax in axes:  # every entry once, whichever panel drew it
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    figure.legend(legend.values(), legend.keys(), loc="outside lower center", ncols=2, frameon=False)
+    return figure
+
+
+def _draw_distribution(ax, rows: pd.DataFrame, spreads: pd.DataFrame, metric: str) -> None:
+    label = rate_definition(metric).label
+    channels = sorted(rows["channel"].unique())
+    jitter = np.random.default_rng(0)  # fixed: the same report draws the same picture
+    flagged_shown = False
+    for y, channel in enumerate(channels):
+        spread = spreads[spreads["channel"] == channel]
+        if not spread.empty:
+            s = spread.iloc[0]
+            ax.barh(y, (s["typical_high"] - s["typical_low"]) * 100, left=s["typical_low"] * 100, height=0.6,
+                    color=_RANGE, label="Typical messages (95% range)" if y == 0 else None)
+            ax.vlines(s["typical_rate"] * 100, y - 0.3, y + 0.3, color=_BASELINE, linewidth=2,
+                      label="Typical message" if y == 0 else None)
+        mine = rows[rows["channel"] == channel]
+        offsets = jitter.uniform(-0.18, 0.18, size=len(mine))
+        bad = mine["flagged"].astype(bool).to_numpy()
+        ax.scatter(mine["rate"].to_numpy()[~bad] * 100, y + offsets[~bad], s=18, color=_ORDINARY, zorder=3,
+                   label="Message" if y == 0 else None)
+        ax.scatter(mine["rate"].to_numpy()[bad] * 100, y + offsets[bad], s=40, color=_POINT, marker="D",
+                   zorder=4, label="Flagged underperformer" if bad.any() and not flagged_shown else None)
+        flagged_shown = flagged_shown or bool(bad.any())
+        for r, dy in zip(mine[bad].itertuples(index=False), offsets[bad], strict=True):
+            ax.annotate(f"#{int(r.action_id)}", (r.rate * 100, y + dy), xytext=(4, 4),
+                        textcoords="offset points", fontsize=8, color=_POINT)
+    ax.set_yticks(range(len(channels)), [_CHANNEL_NAMES.get(c, c) for c in channels])
+    ax.set_ylim(-0.6, len(channels) - 0.4)
+    ax.set_title(label)
+    ax.set_xlabel(f"{label} (%)")
+    ax.grid(axis="x", alpha=0.3)
+
+
+_CHANNEL_NAMES = {"email": "email", "push": "push", "twilio": "SMS", "whatsapp": "WhatsApp"}
 
 
 def underperformer_chart(result_df: pd.DataFrame, baselines: pd.DataFrame, max_rows: int = 20) -> Figure:
-    """Flagged messages as points with 95% Wilson intervals against their channel's pooled rate, one panel per rate."""
+    """Flagged messages as points with 95% Wilson intervals against their channel's typical message
+    (the test's reference; the pooled rate in `baselines` where a row has none), one panel per rate."""
     flagged = result_df[result_df["flagged"].astype(bool)].head(max_rows)
     if flagged.empty:
-        return _empty_figure("Underperforming messages vs channel baseline",
+        return _empty_figure("Underperforming messages vs their channel's typical message",
                              "No underperformers flagged at this significance level", "Rate (%)")
     metrics = list(dict.fromkeys(flagged["metric"]))
     heights = [max(1, (flagged["metric"] == m).sum()) + 1 for m in metrics]
@@ -29,7 +92,7 @@ def underperformer_chart(result_df: pd.DataFrame, baselines: pd.DataFrame, max_r
     axes = figure.subplots(len(metrics), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     for ax, metric in zip(axes, metrics, strict=True):
         _draw_rate_panel(ax, flagged[flagged["metric"] == metric], baselines, metric)
-    figure.suptitle("Underperforming messages vs channel baseline (95% Wilson intervals)")
+    figure.suptitle("Underperforming messages vs their channel's typical message (95% Wilson intervals)")
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
     return figure
@@ -42,9 +105,10 @@ def _draw_rate_panel(ax, rows: pd.DataFrame, baselines: pd.DataFrame, metric: st
     errors = [rate - rows["ci_low"].to_numpy() * 100, rows["ci_high"].to_numpy() * 100 - rate]
     ax.errorbar(rate, positions, xerr=errors, fmt="o", color=_POINT, capsize=3, label="Message rate")
     channel_rate = _channel_rate_lookup(baselines, metric)
-    baseline = [channel_rate.get(c, b) * 100 for c, b in zip(rows["channel"], rows["baseline"], strict=True)]
+    baseline = [(b if pd.notna(b) else channel_rate.get(c, np.nan)) * 100
+                for c, b in zip(rows["channel"], rows["baseline"], strict=True)]
     ax.vlines(baseline, [p - 0.35 for p in positions], [p + 0.35 for p in positions], color=_BASELINE,
-              linewidth=2, label="Channel baseline")
+              linewidth=2, label="Typical message of the channel")
     ax.set_yticks(positions, [_message_label(r) for r in rows.itertuples(index=False)])
     ax.invert_yaxis()
     ax.set_title(label)

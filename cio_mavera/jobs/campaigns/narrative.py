@@ -23,13 +23,16 @@ from cio_mavera.jobs.credits import SkippedStep
 from cio_mavera.jobs.report_parts import age_text, figure_png, parameters_table
 
 __all__ = [
+    "checks_table",
     "figure_png",
     "flagged_table",
     "funnel_display",
     "funnel_sentence",
+    "method_markdown",
     "mode_banner",
     "next_steps",
     "parameters_table",
+    "spread_sentence",
     "strategy_markdown",
     "summary_bullets",
     "trend_sentence",
@@ -105,9 +108,10 @@ def _finding_bullet(findings: Findings) -> str:
     worst = findings.flagged.iloc[0]
     n_messages = findings.flagged["action_id"].nunique()
     return (f"**{n_messages} of {tested} messages underperform** their channel. The clearest: "
-            f"{_message(worst)} has a {_label(worst['metric'])} of {_pct(worst['rate'])} against "
-            f"{_pct(worst['baseline'])} for the rest of {_channel(worst['channel'])} "
-            f"({_relative(worst['relative_difference'])}, adjusted p = {worst['p_adjusted']:.1g}).")
+            f"{_message(worst)} has a {_label(worst['metric'])} of {_pct(worst['rate'])} where a typical "
+            f"{_channel(worst['channel'])} message has {_pct(worst['baseline'])} (typical messages range "
+            f"{_pct(worst['typical_low'])}–{_pct(worst['typical_high'])}; "
+            f"{_relative(worst['relative_difference'])}, adjusted p = {worst['p_adjusted']:.1g}).")
 
 
 def _relative(value: float) -> str:
@@ -165,9 +169,10 @@ def funnel_display(findings: Findings) -> Any:
 
 
 def flagged_table(findings: Findings) -> pd.DataFrame:
-    """Flagged (message, rate) pairs for display: rate with its 95% interval, baseline, effect, adjusted p."""
-    columns = ["Message", "Channel", "Rate", "Rate (%)", "95% CI (%)", "Rest of channel (%)",
-               "Relative difference", "Adjusted p", "Trials"]
+    """Flagged (message, rate) pairs for display: observed and shrunken rate with intervals, the
+    channel's typical rate and range, the spread between its messages, effect and adjusted p."""
+    columns = ["Message", "Channel", "Rate", "Rate (%)", "95% CI (%)", "Shrunken (%)", "Typical message (%)",
+               "Typical range (%)", "Spread (logit SD)", "Relative difference", "Adjusted p", "Trials"]
     if findings.flagged.empty:
         return pd.DataFrame(columns=columns).set_index("Message")
     f = findings.flagged
@@ -176,12 +181,68 @@ def flagged_table(findings: Findings) -> pd.DataFrame:
         "Channel": f["channel"].map(_channel),
         "Rate": f["metric"].map(lambda m: rate_definition(m).label),
         "Rate (%)": (f["rate"].astype(float) * 100).round(2),
-        "95% CI (%)": [f"{100 * lo:.2f}–{100 * hi:.2f}" for lo, hi in zip(f["ci_low"], f["ci_high"], strict=True)],
-        "Rest of channel (%)": (f["baseline"].astype(float) * 100).round(2),
+        "95% CI (%)": [_range(lo, hi) for lo, hi in zip(f["ci_low"], f["ci_high"], strict=True)],
+        "Shrunken (%)": [f"{100 * s:.2f} ({_range(lo, hi)})" for s, lo, hi in
+                         zip(f["shrunk_rate"], f["shrunk_low"], f["shrunk_high"], strict=True)],
+        "Typical message (%)": (f["baseline"].astype(float) * 100).round(2),
+        "Typical range (%)": [_range(lo, hi) for lo, hi in zip(f["typical_low"], f["typical_high"], strict=True)],
+        "Spread (logit SD)": f["spread_sd"].astype(float).round(2),
         "Relative difference": [f"{v:+.0%}" if math.isfinite(v) else "n/a" for v in f["relative_difference"].astype(float)],
         "Adjusted p": [f"{p:.1e}" for p in f["p_adjusted"].astype(float)],
         "Trials": f["trials"].astype(int),
     })[columns].set_index("Message")
+
+
+def _range(low: float, high: float) -> str:
+    return f"{100 * float(low):.2f}–{100 * float(high):.2f}"
+
+
+def method_markdown(findings: Findings) -> str:
+    """The test in plain words, with this run's parameters."""
+    return "\n".join([
+        "Messages differ from each other even when nothing is wrong with them: different content, "
+        "audiences and send times give each its own rates. So a message is not compared with the "
+        "pooled rate of the rest of its channel (that would call half the messages \"significant\") "
+        "but with **what a typical message of its channel would show**:",
+        "",
+        "1. **How much messages differ.** For each rate, the messages of a channel are described by a "
+        "typical rate and a spread around it (a random-effects model on the log-odds scale, fitted "
+        "without the message under test). Channels share one spread unless the data says otherwise, "
+        "and messages that are clearly out of line are left out when describing the others.",
+        "2. **How noisy each message is.** Its daily counts show how much it moves from day to day "
+        "beyond chance; that extra noise is added to its own uncertainty.",
+        "3. **How surprising it is.** The p-value is the chance that a typical message of the channel, "
+        "with the same number of deliveries, would do this badly or worse. With few messages on a "
+        "channel the spread is uncertain, and the test allows for that (heavier tails).",
+        f"4. **How many were looked at.** Every test is corrected together (Benjamini-Hochberg, "
+        f"{findings.alpha:.0%} false discovery rate), and a flag also needs the message to be at least "
+        f"{findings.min_relative_drop:.0%} worse than the typical message. Messages with fewer than "
+        f"{findings.min_trials:,} deliveries are not tested.",
+        "",
+        "Each flagged message also gets a *shrunken* rate: its own rate pulled towards its channel in "
+        "proportion to how noisy it is, with a 95% interval; the best single guess of its true rate.",
+    ])
+
+
+def spread_sentence(findings: Findings, metric: str = "human_click_rate") -> str:
+    """How much typical messages of each channel differ on `metric`, from the fitted spreads."""
+    rows = findings.spreads[findings.spreads["metric"] == metric]
+    if rows.empty:
+        return f"Too few messages to describe how they differ on {_label(metric)}."
+    parts = [f"{_channel(r.channel)} {_pct(r.typical_rate, 2)} (typical messages "
+             f"{_pct(r.typical_low, 2)}–{_pct(r.typical_high, 2)}, {r.messages} messages)"
+             for r in rows.itertuples(index=False)]
+    spread = rows["spread_cv"].astype(float).median()
+    return (f"Typical {_label(metric)} by channel: " + "; ".join(parts) + f". Ordinary messages differ "
+            f"by about ±{spread:.0%} of their channel's rate, which is why only messages outside that "
+            "range can be underperformers.")
+
+
+def checks_table(findings: Findings) -> pd.DataFrame:
+    """The test's assumptions, how each was checked on this data, the result and what follows."""
+    table = findings.checks.rename(columns={"assumption": "Assumption", "check": "How it was checked",
+                                            "result": "On this data", "consequence": "What the test does"})
+    return table.set_index("Assumption")
 
 
 def underperformer_sentence(findings: Findings) -> str:
@@ -195,11 +256,11 @@ def underperformer_sentence(findings: Findings) -> str:
     messages = findings.flagged.drop_duplicates("action_id")
     listing = "; ".join(
         f"{_message(row)}: " + ", ".join(
-            f"{_label(r.metric)} {_pct(r.rate)} vs {_pct(r.baseline)}"
+            f"{_label(r.metric)} {_pct(r.rate)} vs typical {_pct(r.baseline)}"
             for r in findings.flagged[findings.flagged["action_id"] == row.action_id].itertuples(index=False))
         for row in messages.itertuples(index=False))
     return (f"{len(findings.flagged)} of {len(tested)} tests flag {len(messages)} messages as significantly "
-            f"and materially worse than the rest of their channel: {listing}.{note}")
+            f"and materially worse than a typical message of their channel: {listing}.{note}")
 
 
 def trend_sentence(findings: Findings) -> str:
@@ -348,5 +409,5 @@ def next_steps(findings: Findings, strategy: Strategy, ranked: pd.DataFrame,
         steps.append("Share the strategy above with the copywriters; the persona scores show which "
                      "audiences each direction wins or loses.")
     steps.append("Re-run this report after the test ends (same parameters) to check that the "
-                 "flagged rates moved towards their channel baseline.")
+                 "flagged rates moved into their channel's typical range.")
     return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))

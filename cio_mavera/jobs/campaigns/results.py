@@ -22,10 +22,25 @@ def campaign_results(run: RunContext, data: CampaignData, findings: Findings, st
     flagged = [{
         "campaign_id": int(r.campaign_id), "action_id": int(r.action_id), "channel": r.channel,
         "name": r.name, "metric": r.metric, "rate": _round(r.rate, 6), "ci_low": _round(r.ci_low, 6),
-        "ci_high": _round(r.ci_high, 6), "baseline": _round(r.baseline, 6),
-        "relative_difference": _round(r.relative_difference, 4), "p_value": _float(r.p_value),
-        "p_adjusted": _float(r.p_adjusted), "trials": int(r.trials), "test": r.test,
+        "ci_high": _round(r.ci_high, 6),
+        # The channel's typical message (the test's reference) and the range typical messages span.
+        "baseline": _round(r.baseline, 6), "typical_low": _round(r.typical_low, 6),
+        "typical_high": _round(r.typical_high, 6),
+        "shrunk_rate": _round(r.shrunk_rate, 6), "shrunk_low": _round(r.shrunk_low, 6),
+        "shrunk_high": _round(r.shrunk_high, 6),
+        "channel_spread_sd": _round(r.spread_sd, 4), "dispersion": _float(r.dispersion),
+        "relative_difference": _round(r.relative_difference, 4), "z": _float(r.z),
+        "p_value": _float(r.p_value), "p_adjusted": _float(r.p_adjusted), "trials": int(r.trials),
+        "test": r.test,
     } for r in findings.flagged.itertuples(index=False)]
+    spreads = [{
+        "channel": r.channel, "metric": r.metric, "messages": int(r.messages),
+        "outliers_left_out": int(r.outliers_left_out), "typical_rate": _round(r.typical_rate, 6),
+        "typical_low": _round(r.typical_low, 6), "typical_high": _round(r.typical_high, 6),
+        "spread_sd": _round(r.spread_sd, 4), "spread_cv": _round(r.spread_cv, 4),
+        "heterogeneity_p": _float(r.heterogeneity_p), "i2": _round(r.i2, 4),
+        "own_spread": bool(r.own_spread),
+    } for r in findings.spreads.itertuples(index=False)]
     persona_rows: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for r in scores.itertuples(index=False):
         persona_rows.setdefault((int(r.action_id), str(r.variation_id)), []).append({
@@ -49,8 +64,12 @@ def campaign_results(run: RunContext, data: CampaignData, findings: Findings, st
         "data_freshness": dict(data.freshness),
         "method": {"alpha": findings.alpha, "min_trials": findings.min_trials,
                    "min_relative_drop": findings.min_relative_drop,
-                   "test": "one-sided two-proportion z (Fisher exact for rare events) vs rest of channel",
-                   "correction": "benjamini-hochberg"},
+                   "test": ("one-sided predictive test against a typical message of the channel: "
+                            "logit-normal random effects (Paule-Mandel spread, leave-one-out, clear "
+                            "outliers set aside), day-to-day over-dispersion, Student-t tails"),
+                   "correction": "benjamini-hochberg",
+                   "checks": findings.checks.to_dict(orient="records")},
+        "channel_spreads": spreads,
         "messages_tested": int(findings.tests.loc[findings.tests["reason"].isna(), "action_id"].nunique()),
         "flagged_underperformers": flagged,
         "messages_rewritten": [int(a) for a in findings.messages["action_id"]],

@@ -1,4 +1,5 @@
-"""Job 1 analysis: funnel rates per message, channel baselines and multiple-testing-corrected underperformers.
+"""Job 1's measurements: funnel rates per message (with their day-to-day over-dispersion), channel
+baselines, trends and the funnel table. The test for underperformers lives in `underperformers`.
 
 Pure pandas/statsmodels: no HTTP, no plotting. Inputs are the tidy frames the datasets layer builds:
 
@@ -15,11 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
 from cio_mavera.errors import CioMaveraError
+from cio_mavera.jobs.campaigns.dispersion import day_dispersion
 
 __all__ = [
     "RATE_DEFINITIONS",
@@ -28,9 +28,9 @@ __all__ = [
     "action_rates",
     "channel_baselines",
     "daily_trend",
-    "find_underperformers",
     "funnel_table",
     "rate_definition",
+    "require_columns",
 ]
 
 
@@ -93,8 +93,6 @@ _BY_NAME = {d.name: d for d in RATE_DEFINITIONS}
 _METRICS_COLUMNS = ("campaign_id", "action_id", "bucket_start", "metric", "value")
 _ACTIONS_COLUMNS = ("action_id", "campaign_id", "channel")
 _RATES_COLUMNS = ("campaign_id", "action_id", "channel", "metric", "successes", "trials")
-# Cochran's rule: below 5 expected events in any cell the normal approximation is unreliable.
-_MIN_EXPECTED_FOR_Z = 5.0
 
 
 def rate_definition(name: str) -> RateDefinition:
@@ -112,14 +110,18 @@ def rate_definition(name: str) -> RateDefinition:
 def action_rates(metrics: pd.DataFrame, actions: pd.DataFrame,
                  start: pd.Timestamp | str | None = None,
                  end: pd.Timestamp | str | None = None) -> pd.DataFrame:
-    """One row per (action, applicable rate) over [start, end): counts, rate and Wilson 95% interval.
+    """One row per (action, applicable rate) over [start, end): counts, rate, Wilson 95% interval and
+    how much its daily rates vary beyond binomial noise (`dispersion.day_dispersion`).
 
     The human/raw fallback is decided per channel over the window, so every action of a channel is
     measured the same way; `numerator_series` and `denominator_series` record which was used.
     Successes are capped at trials (e.g. human clicks on messages whose opens were not tracked).
     """
-    totals = _series_totals_per_action(metrics, actions, start, end)
-    rows = [_rates_for_channel(group, channel) for channel, group in totals.groupby("channel", sort=True)]
+    daily = _series_per_action_day(metrics, actions, start, end)
+    totals = _described(actions).join(daily.groupby(level="action_id").sum(), how="left")
+    # Actions with no metric rows stay (as zeros) so they are reported as untested, not dropped.
+    totals = totals.fillna({c: 0 for c in daily.columns}).reset_index()
+    rows = [_rates_for_channel(group, daily, channel) for channel, group in totals.groupby("channel", sort=True)]
     rows = [r for r in rows if not r.empty]
     if not rows:
         return _empty_rates()
@@ -138,31 +140,36 @@ def _empty_rates() -> pd.DataFrame:
         "trials": pd.Series(dtype="int64"), "rate": pd.Series(dtype="float64"),
         "ci_low": pd.Series(dtype="float64"), "ci_high": pd.Series(dtype="float64"),
         "higher_is_better": pd.Series(dtype="bool"), "numerator_series": pd.Series(dtype="object"),
-        "denominator_series": pd.Series(dtype="object"),
+        "denominator_series": pd.Series(dtype="object"), "days": pd.Series(dtype="float64"),
+        "dispersion": pd.Series(dtype="float64"), "dispersion_p": pd.Series(dtype="float64"),
+        "day_logit_variance": pd.Series(dtype="float64"),
     })
 
 
-def _series_totals_per_action(metrics: pd.DataFrame, actions: pd.DataFrame,
-                              start: pd.Timestamp | str | None,
-                              end: pd.Timestamp | str | None) -> pd.DataFrame:
-    """Wide frame: one row per action (every action in `actions`), one column per series summed over the window."""
-    _require_columns(metrics, _METRICS_COLUMNS, "metrics")
-    _require_columns(actions, _ACTIONS_COLUMNS, "actions")
+def _series_per_action_day(metrics: pd.DataFrame, actions: pd.DataFrame,
+                           start: pd.Timestamp | str | None,
+                           end: pd.Timestamp | str | None) -> pd.DataFrame:
+    """Wide frame indexed by (action_id, bucket_start), one column per series."""
+    require_columns(metrics, _METRICS_COLUMNS, "metrics")
+    require_columns(actions, _ACTIONS_COLUMNS, "actions")
     rows = _action_rows_in_window(metrics, start, end)
     known = set(actions["action_id"].astype("int64"))
     unknown = sorted(set(rows["action_id"]) - known)
     if unknown:
         warnings.warn(f"metrics for {len(unknown)} action(s) absent from the actions table were ignored "
                       f"(first: {unknown[:5]}); their channel is unknown", stacklevel=3)
-    wide = rows.pivot_table(index="action_id", columns="metric", values="value", aggfunc="sum", fill_value=0)
+    rows = rows[rows["action_id"].isin(known)]
+    return rows.pivot_table(index=["action_id", "bucket_start"], columns="metric", values="value",
+                            aggfunc="sum", fill_value=0)
+
+
+def _described(actions: pd.DataFrame) -> pd.DataFrame:
     described = actions.drop_duplicates("action_id").copy()
     described["action_id"] = described["action_id"].astype("int64")
     described["campaign_id"] = described["campaign_id"].astype("int64")
     if "name" not in described:
         described["name"] = None
-    described = described[["action_id", "campaign_id", "channel", "name"]].set_index("action_id")
-    # Actions with no metric rows stay (as zeros) so they are reported as untested, not dropped.
-    return described.join(wide, how="left").fillna({c: 0 for c in wide.columns}).reset_index()
+    return described[["action_id", "campaign_id", "channel", "name"]].set_index("action_id")
 
 
 def _action_rows_in_window(metrics: pd.DataFrame, start: pd.Timestamp | str | None,
@@ -180,15 +187,20 @@ def _action_rows_in_window(metrics: pd.DataFrame, start: pd.Timestamp | str | No
     return rows
 
 
-def _rates_for_channel(totals: pd.DataFrame, channel: str) -> pd.DataFrame:
+def _rates_for_channel(totals: pd.DataFrame, daily: pd.DataFrame, channel: str) -> pd.DataFrame:
     frames = []
+    days = daily[daily.index.get_level_values("action_id").isin(totals["action_id"])]
     for definition in RATE_DEFINITIONS:
         if channel not in definition.channels:
             continue
         raw = _uses_raw_series(definition, totals)
         successes, trials = _counts(totals, definition, raw)
+        day_successes, day_trials = _counts(days, definition, raw)
+        spread = day_dispersion(pd.DataFrame({
+            "action_id": days.index.get_level_values("action_id"),
+            "successes": day_successes.to_numpy(), "trials": day_trials.to_numpy()}))
         numerator, denominator = definition.series(raw)
-        frames.append(pd.DataFrame({
+        frame = pd.DataFrame({
             "campaign_id": totals["campaign_id"].to_numpy(),
             "action_id": totals["action_id"].to_numpy(),
             "channel": channel,
@@ -199,7 +211,8 @@ def _rates_for_channel(totals: pd.DataFrame, channel: str) -> pd.DataFrame:
             "higher_is_better": definition.higher_is_better,
             "numerator_series": numerator,
             "denominator_series": denominator + (f" - {definition.subtract}" if definition.subtract else ""),
-        }))
+        })
+        frames.append(frame.merge(spread, on="action_id", how="left"))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -241,126 +254,22 @@ def _rate_and_wilson(successes: pd.Series, trials: pd.Series) -> tuple[np.ndarra
     return rate, low, high
 
 
-# --- baselines and tests ----------------------------------------------------------------------
+# --- baselines ---------------------------------------------------------------------------------
 
 
 def channel_baselines(rates: pd.DataFrame) -> pd.DataFrame:
     """Pooled rate per (channel, rate) over every action, with a Wilson interval.
 
-    This includes each action itself: it is the workspace figure to show on a chart. The test in
-    `find_underperformers` compares each action with the *rest* of its channel (leave-one-out), so
-    a large underperformer does not drag its own baseline towards it.
+    The channel's volume-weighted figure, for reading. The test in `underperformers` compares each
+    message with a *typical* message of its channel instead (and its spread), which a few big
+    messages cannot dominate.
     """
-    _require_columns(rates, _RATES_COLUMNS, "rates")
+    require_columns(rates, _RATES_COLUMNS, "rates")
     pooled = (rates.groupby(["channel", "metric"], sort=True)
               .agg(successes=("successes", "sum"), trials=("trials", "sum"), actions=("action_id", "nunique"))
               .reset_index())
     pooled["rate"], pooled["ci_low"], pooled["ci_high"] = _rate_and_wilson(pooled["successes"], pooled["trials"])
     return pooled
-
-
-def find_underperformers(rates: pd.DataFrame, alpha: float = 0.05, min_trials: int = 500,
-                         min_relative_drop: float = 0.10) -> pd.DataFrame:
-    """Test every (action, rate) against the rest of its channel; flag BH-significant, material shortfalls.
-
-    Test: one-sided two-proportion z-test (pooled variance) in the "worse" direction (lower for good
-    rates, higher for unsubscribe/bounce/spam). With at least `min_trials` per action it is accurate
-    and cheap; where any expected cell count is below 5 (rare events such as spam complaints) the
-    normal approximation is poor, so Fisher's exact test (one-sided, conservative) is used instead
-    and `test` says which. Benjamini-Hochberg adjusts across all tests performed.
-
-    Caveat: it treats deliveries as independent draws. Real actions differ by more than binomial
-    noise, so on live data small differences become "significant"; `min_relative_drop` keeps the
-    flags to differences that matter. Rows that were not tested say why in `reason`.
-    """
-    _require_columns(rates, _RATES_COLUMNS, "rates")
-    if rates.empty:
-        return _empty_result()
-    result = _with_leave_one_out_baseline(rates)
-    result["reason"] = _untested_reason(result, min_trials)
-    tested = result["reason"].isna()
-    outcomes = [_one_sided_test(row) for row in result[tested].itertuples(index=False)]
-    result["test"] = None
-    result["z"] = np.nan
-    result["p_value"] = np.nan
-    if outcomes:
-        result.loc[tested, ["test", "z", "p_value"]] = pd.DataFrame(
-            outcomes, columns=["test", "z", "p_value"], index=result.index[tested])
-    result["p_adjusted"] = np.nan
-    if tested.any():
-        result.loc[tested, "p_adjusted"] = multipletests(
-            result.loc[tested, "p_value"].astype(float), alpha=alpha, method="fdr_bh")[1]
-    result["relative_difference"] = _relative_difference(result["rate"], result["baseline"])
-    worse_by = np.where(result["higher_is_better"], -result["relative_difference"], result["relative_difference"])
-    result["flagged"] = tested & (result["p_adjusted"] < alpha) & (worse_by >= min_relative_drop)
-    result = result.sort_values(["p_adjusted", "p_value", "action_id"], na_position="last", kind="stable")
-    return result.reset_index(drop=True)[list(_empty_result().columns)]
-
-
-_RESULT_COLUMNS = ("campaign_id", "action_id", "channel", "name", "metric", "rate", "ci_low", "ci_high",
-                   "baseline", "relative_difference", "z", "p_value", "p_adjusted", "successes", "trials",
-                   "flagged", "test", "reason", "higher_is_better")
-
-
-def _empty_result() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="object") for c in _RESULT_COLUMNS})
-
-
-def _with_leave_one_out_baseline(rates: pd.DataFrame) -> pd.DataFrame:
-    """Adds rest_successes, rest_trials and baseline: the channel's pooled rate without this action."""
-    result = rates.copy()
-    if "name" not in result:
-        result["name"] = None
-    if "higher_is_better" not in result:
-        result["higher_is_better"] = result["metric"].map(lambda m: rate_definition(m).higher_is_better)
-    if "rate" not in result or "ci_low" not in result:
-        result["rate"], result["ci_low"], result["ci_high"] = _rate_and_wilson(result["successes"], result["trials"])
-    group = result.groupby(["channel", "metric"])
-    result["rest_successes"] = group["successes"].transform("sum") - result["successes"]
-    result["rest_trials"] = group["trials"].transform("sum") - result["trials"]
-    result["baseline"] = result["rest_successes"] / result["rest_trials"].where(result["rest_trials"] > 0)
-    return result
-
-
-def _untested_reason(result: pd.DataFrame, min_trials: int) -> pd.Series:
-    reason = pd.Series(None, index=result.index, dtype="object")
-    reason[result["rest_trials"] <= 0] = "no other actions on this channel to compare with"
-    reason[result["trials"] < min_trials] = f"fewer than {min_trials} trials"
-    return reason
-
-
-def _one_sided_test(row: object) -> tuple[str, float, float]:
-    """(test name, z, one-sided p) for this action against the rest of its channel, in the worse direction."""
-    s, n = int(row.successes), int(row.trials)
-    rest_s, rest_n = int(row.rest_successes), int(row.rest_trials)
-    z = _two_proportion_z(s, n, rest_s, rest_n)
-    pooled = (s + rest_s) / (n + rest_n)
-    expected = np.array([n * pooled, n * (1 - pooled), rest_n * pooled, rest_n * (1 - pooled)])
-    if expected.min() >= _MIN_EXPECTED_FOR_Z:
-        p = stats.norm.cdf(z) if row.higher_is_better else stats.norm.sf(z)
-        return "z", z, float(p)
-    table = [[s, n - s], [rest_s, rest_n - rest_s]]
-    alternative = "less" if row.higher_is_better else "greater"
-    return "fisher_exact", z, float(stats.fisher_exact(table, alternative=alternative).pvalue)
-
-
-def _two_proportion_z(s1: int, n1: int, s2: int, n2: int) -> float:
-    """Pooled-variance z statistic for p1 - p2 (0 when both proportions are 0 or both 1)."""
-    pooled = (s1 + s2) / (n1 + n2)
-    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return 0.0
-    return float((s1 / n1 - s2 / n2) / se)
-
-
-def _relative_difference(rate: pd.Series, baseline: pd.Series) -> pd.Series:
-    """(rate - baseline) / baseline; +inf when the baseline is 0 and the rate is not."""
-    rate = rate.astype(float)
-    baseline = baseline.astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        relative = (rate - baseline) / baseline
-    relative = relative.where(baseline != 0, np.where(rate > 0, np.inf, 0.0))
-    return relative.where(baseline.notna() & rate.notna())
 
 
 # --- trend and funnel -------------------------------------------------------------------------
@@ -370,8 +279,8 @@ def daily_trend(metrics: pd.DataFrame, actions: pd.DataFrame, rate: str = "human
                 freq: str = "W") -> pd.DataFrame:
     """Pooled `rate` per channel per period (pandas `freq`, periods labelled by their UTC start)."""
     definition = rate_definition(rate)
-    _require_columns(metrics, _METRICS_COLUMNS, "metrics")
-    _require_columns(actions, _ACTIONS_COLUMNS, "actions")
+    require_columns(metrics, _METRICS_COLUMNS, "metrics")
+    require_columns(actions, _ACTIONS_COLUMNS, "actions")
     rows = _action_rows_in_window(metrics, None, None)
     channels = actions.drop_duplicates("action_id").assign(action_id=lambda a: a["action_id"].astype("int64"))
     rows = rows.merge(channels[["action_id", "channel"]], on="action_id", how="inner")
@@ -398,7 +307,7 @@ def daily_trend(metrics: pd.DataFrame, actions: pd.DataFrame, rate: str = "human
 
 def funnel_table(rates: pd.DataFrame) -> pd.DataFrame:
     """One row per action with the eight rates side by side, in percent, with readable column names."""
-    _require_columns(rates, (*_RATES_COLUMNS, "rate"), "rates")
+    require_columns(rates, (*_RATES_COLUMNS, "rate"), "rates")
     keys = ["campaign_id", "action_id", "channel", "name"]
     frame = rates if "name" in rates else rates.assign(name=None)
     frame = frame.assign(name=frame["name"].fillna(""))
@@ -417,7 +326,8 @@ def funnel_table(rates: pd.DataFrame) -> pd.DataFrame:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    """Raise AnalysisInputError naming the columns `frame` lacks."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise AnalysisInputError(

@@ -36,8 +36,11 @@ Planted structure (`truth`):
 - `clusters`: K=4 latent customer groups (`CLUSTER_NAMES`), also in `Workspace.cluster_labels`
   (never a column of `customers`, so routes cannot leak it).
 - `spike`: the plan for the webhook stream (job 3): a 24-48 h window in the last 7 days in which
-  one email action's recipients in one cluster unsubscribe (and complain) far more often. The
-  daily metrics do NOT contain the spike, so job 1's truth stays exactly the underperformers.
+  one email action's recipients in one cluster unsubscribe (and complain) far more often: an
+  excess over what that campaign and cluster do anyway, recorded with that baseline and the ratio
+  (`stream_plan`). The daily metrics do NOT contain the spike, so job 1's truth stays exactly the
+  underperformers. `stream`: the rest of the stream's plan (campaign and audience opt-out
+  multipliers, the steadily high campaigns, one-off broadcasts).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from .campaigns import (
     true_baselines,
 )
 from .customers import CLUSTER_NAMES, PLANS, K, generate_customers
+from .stream_plan import plan_stream
 from .world import World
 
 RATE_METRICS: tuple[str, ...] = (
@@ -145,7 +149,9 @@ def generate_workspace(seed: int = 7, customers: int = 5000, *,
     people, labels, facts = generate_customers(rng_customers, customers, anchor, seed, world.customers)
     segments, members = _segments(rng_segments, facts, segment_ids, anchor)
     spike = _plan_spike(rng_spike, campaigns, actions, volumes, plants, end)
-    truth = {**_truth(plant_details, actions, people, labels, spike),
+    stream = plan_stream(rng_spike, campaigns, actions, volumes, spike, world.stream, end)
+    spike = {**spike, **stream.pop("spike")}
+    truth = {**_truth(plant_details, actions, people, labels, spike), "stream": stream,
              "message_rates": message_rates(actions, probabilities),
              "end": end.isoformat(), "world": world.to_dict()}
     return Workspace(

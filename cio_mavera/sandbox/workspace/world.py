@@ -80,11 +80,34 @@ class CustomerWorld:
 
 @dataclass(frozen=True)
 class StreamWorld:
-    """Knobs of the reporting-webhook stream (job 3's data)."""
+    """Knobs of the reporting-webhook stream (job 3's data).
+
+    Sends follow daily and weekly cycles, the weekly digest goes out in one burst, one-off
+    broadcasts send to much of the list within hours and reach colder people, campaigns and
+    audiences differ in how readily they opt out (some campaigns several times more than the
+    rest, always), and each campaign's rate wobbles from day to day. The planted spike is an
+    excess on top of its own campaign's and audience's rate (`sandbox/workspace/stream_plan.py`).
+    """
+
+    daily_cycle: float = 0.7  # hour-of-day swing of send volume: 1 +- this (0 = flat)
+    weekly_cycle: float = 0.4  # weekend send volume is this much below weekdays
+    digest_burst_hours: float = 3.0  # the weekly digest campaign sends within this many hours (0 = spread)
+    broadcasts: int = 2  # one-off broadcasts (newsletters) in the stream's two weeks
+    broadcast_share: float = 0.1  # each broadcast's share of the stream's deliveries
+    broadcast_hours: float = 2.0  # each broadcast goes out within this many hours
+    broadcast_opt_out_factor: float = 2.5  # mass sends reach colder people: their opt-out rate x this
+    campaign_opt_out_cv: float = 0.6  # campaigns' baseline opt-out rates: log-normal around the channel's
+    high_opt_out_campaigns: int = 1  # campaigns whose audience always opts out several times more...
+    high_opt_out_factor: float = 5.0  # ...this many times their drawn rate
+    audience_opt_out_cv: float = 0.3  # audience clusters' opt-out propensity: log-normal around 1
+    daily_rate_cv: float = 0.25  # each campaign-day's opt-out rate: gamma around the campaign's
 
     @classmethod
     def clean(cls) -> StreamWorld:
-        return cls()
+        """The flat stream: uniform send times, one opt-out rate per channel, no broadcasts."""
+        return cls(daily_cycle=0.0, weekly_cycle=0.0, digest_burst_hours=0.0, broadcasts=0,
+                   campaign_opt_out_cv=0.0, high_opt_out_campaigns=0, audience_opt_out_cv=0.0,
+                   daily_rate_cv=0.0)
 
 
 @dataclass(frozen=True)

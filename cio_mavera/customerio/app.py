@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,17 +26,16 @@ from ..http import HttpClient, RequestStats, RetryPolicy
 from ..ratelimit import RateLimiter, shared_limiter
 from ..settings import Settings
 from .errors import APP_SERVICE, app_error
+from .exports import Exports
 from .paging import cursor_pages, inclusive_windows
+from .values import MATCH_ALL, to_unix
 
-__all__ = ["AppClient", "MetricSeries", "MATCH_ALL", "normalize_res"]
+__all__ = ["AppClient", "MetricSeries", "MATCH_ALL", "normalize_res", "to_unix"]
 
 log = logging.getLogger("cio_mavera.customerio")
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-# Reference §3.6: `cio_id exists` matches every person; `id exists` misses email-only people.
-MATCH_ALL: dict[str, Any] = {"and": [{"attribute": {"field": "cio_id", "operator": "exists"}}]}
 
 SEARCH_PAGE_MAX = 1000
 MEMBERSHIP_PAGE_MAX = 30000
@@ -71,24 +70,6 @@ def _zone(tz: str) -> ZoneInfo:
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidParameter(f"tz={tz!r} is not an IANA time zone name "
                                "(e.g. UTC, Europe/Berlin, America/New_York)") from None
-
-
-def to_unix(value: int | float | str | date | datetime | pd.Timestamp, name: str = "time") -> int:
-    """Unix seconds for an int, ISO string, date or datetime (naive values are UTC)."""
-    if isinstance(value, bool):
-        raise InvalidParameter(f"{name}={value!r} is not a time")
-    if isinstance(value, int | float):
-        return int(value)
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise InvalidParameter(f"{name}={value!r} is not a time (use unix seconds, "
-                               "an ISO date like 2025-01-31, or a datetime)") from None
-    if pd.isna(stamp):
-        raise InvalidParameter(f"{name} is missing")
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    return int(stamp.timestamp())
 
 
 def _validate_window(start: Any, end: Any, res: str, tz: str) -> tuple[int, int, str]:
@@ -188,6 +169,7 @@ class AppClient:
         limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        file_transport: httpx.BaseTransport | None = None,
         timeout_s: float = 30.0,
     ) -> None:
         if isinstance(source, Connection):
@@ -217,6 +199,11 @@ class AppClient:
             transport=transport,
         )
         self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="cio-app")
+        # Export files come from a storage host by signed URL: no App key, no App rate limit.
+        self._files = httpx.Client(timeout=httpx.Timeout(120.0, connect=10.0),
+                                   headers={"User-Agent": "cio-mavera/0.1"},
+                                   follow_redirects=True, transport=file_transport)
+        self.exports = Exports(self.http, self._files)
 
     @property
     def stats(self) -> RequestStats:
@@ -226,6 +213,7 @@ class AppClient:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.http.close()
+        self._files.close()
 
     def __enter__(self) -> AppClient:
         return self
@@ -390,7 +378,11 @@ class AppClient:
         return self._v1_metrics(f"/v1/newsletters/{int(newsletter_id)}/metrics", period, steps,
                                 type)
 
-    # -- segments and people -----------------------------------------------------------------
+    # -- workspaces, segments and people -----------------------------------------------------
+
+    def workspaces(self) -> list[dict[str, Any]]:
+        """The account's workspaces with their `people` counts (cached up to 2 h by Customer.io)."""
+        return self._get("/v1/workspaces").get("workspaces") or []
 
     def segments(self) -> list[dict[str, Any]]:
         """Every (non-archived) segment (no pagination)."""

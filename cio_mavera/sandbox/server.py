@@ -29,6 +29,7 @@ from .config import (
 )
 from .customerio.app_api import app_api
 from .customerio.data import warm_up
+from .customerio.export_files import FILES_PREFIX, export_files_app
 from .customerio.track_api import track_api
 from .mavera.api import mavera_api
 from .middleware import SandboxMiddleware
@@ -45,6 +46,7 @@ def create_app(state: SandboxState) -> Starlette:
             Mount(CIO_APP_EU_PREFIX, app=app_api(state, "eu")),
             Mount(CIO_TRACK_PREFIX, app=track_api(state, "us")),
             Mount(CIO_TRACK_EU_PREFIX, app=track_api(state, "eu")),
+            Mount(FILES_PREFIX, app=export_files_app(state)),  # signed export downloads
             Mount(MAVERA_PREFIX, app=mavera_api(state)),
         ],
         middleware=[Middleware(SandboxMiddleware, state=state)],

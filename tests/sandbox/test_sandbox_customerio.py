@@ -641,7 +641,7 @@ def test_sandbox_serve_prints_exports_and_serves_until_interrupted() -> None:
 
 
 def test_unimplemented_app_paths_answer_404_in_the_errors_envelope(api: Api) -> None:
-    response = api.app.get("/v1/workspaces")
+    response = api.app.get("/v1/snippets")
     assert response.status_code == 404
     assert response.json()["errors"][0]["status"] == "404"
-    assert httpx.get(api.env["CIO_APP_URL"] + "/v1/workspaces").status_code == 401
+    assert httpx.get(api.env["CIO_APP_URL"] + "/v1/snippets").status_code == 401

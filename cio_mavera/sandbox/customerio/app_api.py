@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..state import SandboxState
-from . import broadcasts, campaigns, customers, messages, newsletters, segments
+from . import broadcasts, campaigns, customers, exports, messages, newsletters, segments, workspaces
 from .responses import AppError, app_error_response, handle_app_error
 
 
@@ -56,7 +56,7 @@ async def not_implemented(request: Request) -> Response:
 
 ROUTES: list[BaseRoute] = [
     *campaigns.routes, *broadcasts.routes, *newsletters.routes, *segments.routes,
-    *customers.routes, *messages.routes,
+    *customers.routes, *messages.routes, *exports.routes, *workspaces.routes,
     # Anything else under the App host: 401/429 first (the guard), then a 404 in the errors envelope.
     Route("/{rest:path}", not_implemented, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
 ]

@@ -162,6 +162,10 @@ class People:
         return [{name: values[i] for name, values in columns if values[i] is not None}
                 for i in range(len(picked))]
 
+    def column_strings(self, name: str, rows: np.ndarray) -> list[str | None]:
+        """One attribute's strings for `rows` (None where missing), as the App API reports them."""
+        return self._columns[name](np.asarray(rows, dtype=np.int64))
+
     def by_email(self, email: str) -> list[dict[str, str | None]]:
         """`results` of GET /v1/customers?email= (empty when nobody has it)."""
         row = int(self.find("email", [email])[0])

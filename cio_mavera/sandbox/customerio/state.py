@@ -1,4 +1,4 @@
-"""Mutable state of the sandbox's Customer.io half: the App API rate window and Track write-backs."""
+"""Mutable state of the sandbox's Customer.io half: the App API rate window, Track write-backs, exports."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .directory import WrittenPeople
+from .export_store import ExportStore
 
 
 class AppRateWindow:
@@ -66,6 +67,8 @@ class CioState:
         # the paged App routes; 0 by default. Live, an empty membership page is "not proof of
         # the end" (customerio-api.md §2.3), so a client must follow them.
         self.hollow_pages = 0
+        # Exports, their files and signed URLs; knobs: delay_s, url_ttl_s, fail_next, damage_next.
+        self.exports = ExportStore()
 
     def roll_forced_429(self, rate: float) -> bool:
         """True for a request the `force_429_rate` knob should refuse."""
@@ -88,7 +91,7 @@ class CioState:
             self.v2_operations.append(operation)
 
     def reset(self) -> None:
-        """Forget write-backs, the rate window and the hollow-pages knob (the workspace stays)."""
+        """Forget write-backs, the rate window, exports and the knobs (the workspace stays)."""
         with self._lock:
             self.identified.clear()
             self.events.clear()
@@ -97,4 +100,5 @@ class CioState:
             self.hollow_pages = 0
             self._rng = random.Random(self._seed)
         self.rate.clear()
+        self.exports.reset()
 

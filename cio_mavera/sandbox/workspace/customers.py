@@ -57,6 +57,7 @@ _LOGNORMAL = {  # column: ([median per cluster], [sigma per cluster])
     "integrations_enabled": ([0.8, 1, 0.1, 14], [0.25, 0.4, 0.3, 0.25]),
     "support_tickets_90d": ([8, 0.3, 0.1, 2], [0.3, 0.3, 0.3, 0.3]),
 }
+_TAIL_CAP = 6.0  # heavy-tailed noise is cut at this many spreads
 _POISSON_COLUMNS = ("logins_30d", "projects_created", "integrations_enabled", "support_tickets_90d")
 # Numbers that move together inside a cluster (a bigger account has more seats and pays more).
 _SHARED_FACTORS = {"company_size": "size", "seats": "size", "mrr": "size", "logins_30d": "engagement",
@@ -290,7 +291,9 @@ def _realistic_noise(extra: np.random.Generator, noise: dict[str, np.ndarray],
     """Heavy-tailed (Student t) noise, partly shared by numbers that move together in a cluster."""
     if world.heavy_tail_df > 0:
         df = world.heavy_tail_df
-        noise = {name: z * np.sqrt(df / extra.chisquare(df, size=len(z))) for name, z in noise.items()}
+        # Capped at 6 (a whale 100x the median, not 10^20 logins that no count can hold).
+        noise = {name: np.clip(z * np.sqrt(df / extra.chisquare(df, size=len(z))), -_TAIL_CAP, _TAIL_CAP)
+                 for name, z in noise.items()}
     rho = world.within_cluster_correlation
     if rho > 0:
         n = len(next(iter(noise.values())))

@@ -11,15 +11,15 @@ from __future__ import annotations
 import ast
 import contextlib
 import datetime as dt
-import html
 import json
 import logging
 import os
 import re
 import secrets as _random
+import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,15 @@ from .files import atomic_write
 from .jobs.audiences.parameters import PARAMETERS as AUDIENCE_PARAMETERS
 from .jobs.campaigns.parameters import PARAMETERS as CAMPAIGN_PARAMETERS
 from .jobs.retention.parameters import PARAMETERS as RETENTION_PARAMETERS
-from .parameters import ParameterSpec, contains_secret, plain_data, spec_from_defaults
+from .parameters import (
+    ParameterSpec,
+    contains_secret,
+    parse_cli_value,
+    plain_data,
+    spec_from_defaults,
+)
+from .report_index import index_page, read_runs
+from .report_page import Failure, finish_page
 from .run_results import JOB_ENV, RUN_DIR_ENV, RUN_ID_ENV, json_default
 from .settings import PROJECT_ROOT, load_settings
 
@@ -44,7 +52,8 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 _SECRETISH = ("key", "secret", "token", "password", "credential", "auth")
 _RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{4}")
-_HIDDEN_TAGS = {"injected-parameters", "parameters", "remove_cell", "remove-cell"}
+_HIDDEN_TAGS = {"injected-parameters", "parameters", "remove_cell", "remove-cell",
+                "papermill-error-cell-tag"}  # papermill's own error banner and anchor
 
 
 @dataclass(frozen=True)
@@ -226,6 +235,7 @@ def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: 
                   "TQDM_DISABLE": "1", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore",
                   **(environment or {})}
     error: str | None = None
+    message = ""
     try:
         with _kernel_environment(kernel_env):
             papermill.execute_notebook(
@@ -236,12 +246,16 @@ def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: 
                 **_step_hooks(NOTEBOOKS_DIR / job.notebook, progress))
     except papermill.PapermillExecutionError as exc:
         error = f"cell {exc.exec_count or exc.cell_index} raised {exc.ename}: {exc.evalue}"
+        message = f"{exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel died, timeout: the notebook on disk still shows how far it got
-        error = f"{type(exc).__name__}: {exc}"
+        error = message = f"{type(exc).__name__}: {exc}"
     if error is None and not run.results.is_file():
-        error = "the notebook finished without writing results.json"
+        error = message = "the notebook finished without writing results.json"
     if run.notebook.is_file():
-        render_html(run.notebook, run.report)
+        failure = None if error is None else Failure(
+            step="", message=_one_line(message), notebook=str(run.notebook),
+            rerun=rerun_command(job.name, params, reports_dir if out_dir else None))
+        render_html(run.notebook, run.report, failure)
     run.status = "failed" if error else "succeeded"
     _write_run_record(run, started, error)
     build_index(reports_dir)
@@ -252,25 +266,30 @@ def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: 
     return run
 
 
-def _step_hooks(notebook: Path, progress: Callable[[str], None] | None) -> dict[str, Any]:
-    """nbclient hooks that report each code cell as a step named by its section heading.
-
-    The parameters cells (the template's and papermill's injected one) are not steps.
-    """
-    if progress is None:
-        return {}
-    nb = nbformat.read(notebook, as_version=4)
+def _step_names(cells: list[Any]) -> dict[int, str]:
+    """Each code cell's step name, by position: its leading comment ("# Pull campaign metrics") or
+    else the section heading above it. The parameters cells (the template's and papermill's
+    injected one) are not steps."""
     heading, steps = "Setup", {}
-    for cell in nb.cells:
+    for position, cell in enumerate(cells):
         if cell.cell_type == "markdown":
             # Section headings (##, ###) name steps; the title above them does not.
             titles = [line.lstrip("#").strip() for line in cell.source.splitlines()
                       if line.startswith("##")]
             heading = titles[0] if titles else heading
-        elif "parameters" not in cell.get("metadata", {}).get("tags", []):
+        elif cell.cell_type == "code" and not {"parameters", "injected-parameters"} & set(
+                cell.get("metadata", {}).get("tags", [])):
             first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
-            # A cell that starts with a comment names its own step ("# Pull campaign metrics").
-            steps[cell.get("id")] = first.lstrip("# ").strip() if first.startswith("# ") else heading
+            steps[position] = first.lstrip("# ").strip() if first.startswith("# ") else heading
+    return steps
+
+
+def _step_hooks(notebook: Path, progress: Callable[[str], None] | None) -> dict[str, Any]:
+    """nbclient hooks that report each code cell as a step named by its section heading."""
+    if progress is None:
+        return {}
+    cells = nbformat.read(notebook, as_version=4).cells
+    steps = {cells[position].get("id"): name for position, name in _step_names(cells).items()}
     numbers = {cell_id: n for n, cell_id in enumerate(steps, start=1)}
     started: dict[str, float] = {}
 
@@ -286,6 +305,24 @@ def _step_hooks(notebook: Path, progress: Callable[[str], None] | None) -> dict[
                      f"{seconds:.1f} s")
 
     return {"on_cell_start": on_start, "on_cell_executed": on_executed}
+
+
+def rerun_command(job: str, parameters: Mapping[str, Any], out_dir: Path | None = None) -> str:
+    """The shell command that runs `job` again with the same parameters (and --out)."""
+    words = ["cio-mavera", "run", job]
+    for name, value in parameters.items():
+        text = value if isinstance(value, str) and parse_cli_value(value) == value \
+            else json.dumps(value, default=str)
+        words += ["-p", str(name), text]
+    if out_dir is not None:
+        words += ["--out", str(out_dir)]
+    return shlex.join(words)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """The first line of an error message, trimmed to `limit` characters."""
+    line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _write_run_record(run: RunResult, started: dt.datetime, error: str | None = None) -> None:
@@ -308,9 +345,23 @@ def _stamp_results(run: RunResult) -> None:
 
 # ---- rendering -------------------------------------------------------------------------------
 
-def render_html(notebook_path: Path, html_path: Path) -> Path:
-    """Render an executed notebook as a code-free, self-contained HTML report."""
+def render_html(notebook_path: Path, html_path: Path, failure: Failure | None = None) -> Path:
+    """Render an executed notebook as a code-free, self-contained HTML report.
+
+    A failed run (`failure`, or a cell with an error output) becomes a box saying which step failed
+    and what to do, above what ran before it; tracebacks stay in the executed notebook.
+    """
     nb = nbformat.read(notebook_path, as_version=4)
+    failed_at = _failed_cell(nb.cells)
+    if failed_at is not None:
+        failure = replace(failure or Failure(step="", message=""),
+                          step=(failure.step if failure and failure.step else
+                                _failed_step(nb.cells, failed_at)),
+                          message=(failure.message if failure and failure.message else
+                                   _error_line(nb.cells[failed_at])))
+        nb.cells = nb.cells[: failed_at + 1]  # what comes after never ran
+    elif failure is not None and not failure.step:
+        failure = replace(failure, step="after the last cell")
     nb.cells = [c for c in nb.cells if not _HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", []))]
     headings = [line.lstrip("# ").strip() for c in nb.cells if c.cell_type == "markdown"
                 for line in c.source.splitlines() if line.startswith("# ")]
@@ -318,45 +369,48 @@ def render_html(notebook_path: Path, html_path: Path) -> Path:
         nb.metadata["title"] = headings[0]
     for cell in nb.cells:
         if cell.cell_type == "code":
-            # Warnings and progress chatter on stderr are for the analyst, not the reader.
-            cell.outputs = [o for o in cell.get("outputs", [])
-                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+            # Warnings and progress chatter on stderr are for the analyst, not the reader, and
+            # tracebacks for whoever opens the executed notebook.
+            cell.outputs = [o for o in cell.get("outputs", []) if o.get("output_type") != "error"
+                            and not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
     exporter = HTMLExporter(template_name="report", extra_template_basedirs=[str(TEMPLATES_DIR)],
                             exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     exporter.log.setLevel(logging.ERROR)  # its missing-alt-text notice would print on every run
     body, _ = exporter.from_notebook_node(nb)
-    return atomic_write(html_path, body)
+    return atomic_write(html_path, finish_page(body, failure))
+
+
+def _failed_cell(cells: list[Any]) -> int | None:
+    """The position of the cell a run stopped at: an error output, or papermill's failed mark."""
+    for position, cell in enumerate(cells):
+        if cell.cell_type != "code":
+            continue
+        mark = cell.get("metadata", {}).get("papermill", {})
+        if mark.get("exception") or mark.get("status") == "failed" or any(
+                o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return position
+    return None
+
+
+def _failed_step(cells: list[Any], position: int) -> str:
+    name = _step_names(cells).get(position, "Setup")
+    number = cells[position].get("execution_count")
+    return f"{name}" + (f" (cell {number})" if number else "")
+
+
+def _error_line(cell: Any) -> str:
+    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    if not errors:
+        return "the cell did not finish (timed out or the kernel stopped)"
+    return _one_line(f"{errors[0].get('ename', 'Error')}: {errors[0].get('evalue', '')}")
 
 
 def build_index(reports_dir: Path | None = None) -> Path:
-    """Write reports/index.html listing every run with its job, time, parameters and status."""
+    """Write reports/index.html: each job's runs as a timeline, newest first, with status,
+    parameters, headline finding, what changed and a link to the report."""
     reports_dir = Path(reports_dir or REPORTS_DIR)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    records = []
-    for path in reports_dir.glob("*/*/run.json"):
-        try:
-            records.append((path.parent, json.loads(path.read_text())))
-        except (OSError, ValueError):
-            continue
-    records.sort(key=lambda item: item[1].get("started_at") or "", reverse=True)
-    rows = []
-    for run_dir, rec in records:
-        link = run_dir.relative_to(reports_dir) / "report.html"
-        params = ", ".join(f"{k}={v!r}" for k, v in (rec.get("parameters") or {}).items()) or "defaults"
-        status = rec.get("status", "?")
-        rows.append(
-            f"<tr class='{html.escape(status)}'><td>{html.escape(rec.get('started_at') or '')}</td>"
-            f"<td>{html.escape(rec.get('job', ''))}</td>"
-            f"<td><a href='{html.escape(str(link))}'>{html.escape(rec.get('run_id', ''))}</a></td>"
-            f"<td>{html.escape(status)}</td><td>{html.escape(params)}</td>"
-            f"<td>{html.escape(rec.get('error') or '')}</td></tr>")
-    page = (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cio-mavera reports</title>"
-        "<style>body{font-family:sans-serif;margin:2rem}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}"
-        "tr.failed{background:#fde8e8}tr.running{background:#fff8dc}</style></head><body>"
-        "<h1>cio-mavera reports</h1><table><tr><th>started (UTC)</th><th>job</th><th>run</th>"
-        "<th>status</th><th>parameters</th><th>error</th></tr>"
-        + "".join(rows) + "</table></body></html>")
+    page = index_page(read_runs(reports_dir), job_order=JOBS,
+                      summaries={name: job.summary for name, job in JOBS.items()})
     return atomic_write(reports_dir / "index.html", page)

@@ -10,22 +10,38 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from .cache import Cache, CacheEntry, MaxAge, pulled_at
 from .connect import Connection, connect
-from .customerio.app import BULK_IDS_MAX, AppClient, MetricSeries, _chunks, _validate_window
-from .errors import InvalidParameter
+from .customerio.app import (
+    BULK_IDS_MAX,
+    MATCH_ALL,
+    AppClient,
+    MetricSeries,
+    _chunks,
+    _validate_window,
+)
+from .customerio.export_files import DEFAULT_FORMAT, ExportFormat
+from .customerio.exports import Export, PollPolicy
+from .errors import InvalidParameter, NotFound
 
-__all__ = ["campaigns", "actions", "metrics", "segments", "customers", "pulled_at",
-           "DEFAULT_MAX_AGE"]
+__all__ = ["campaigns", "actions", "metrics", "segments", "customers", "pull_customers",
+           "choose_customers_path", "CustomersPull", "PathChoice", "pulled_at",
+           "DEFAULT_MAX_AGE", "EXPORT_ABOVE"]
+
+log = logging.getLogger("cio_mavera.datasets")
 
 # How old cached data may be before a read pulls it again (override per call with max_age=).
 DEFAULT_MAX_AGE: dict[str, timedelta] = {
@@ -40,6 +56,12 @@ SCHEMA = {"campaigns": 1, "actions": 1, "segments": 1, "metrics": 1, "customers"
 
 Progress = Callable[[int, int | None], None]
 _IDENTIFIER_COLUMNS = ("cio_id", "id", "email")
+# Above this many people `customers(via="auto")` asks for an export. The API path costs about one
+# request per 90 people at 10 requests/second (50,000 people: ~560 requests, ~1 minute, growing
+# linearly); an export costs a handful of requests at any size, plus the time Customer.io takes
+# to write the file.
+EXPORT_ABOVE = 50_000
+VIA = ("auto", "api", "export")
 
 
 def _unset(max_age: Any) -> bool:
@@ -339,7 +361,8 @@ def _order_customer_columns(df: pd.DataFrame) -> pd.DataFrame:
     for column in _IDENTIFIER_COLUMNS:
         if column not in df:
             df[column] = pd.Series([None] * len(df), dtype="object")
-    rest = sorted(c for c in df.columns if c not in _IDENTIFIER_COLUMNS)
+    # An export's header lists attributes nobody in it has; the API path never sees those.
+    rest = sorted(c for c in df.columns if c not in _IDENTIFIER_COLUMNS and df[c].notna().any())
     ordered = df[[*_IDENTIFIER_COLUMNS, *rest]]
     ordered.attrs.update(attrs)
     return ordered
@@ -435,39 +458,256 @@ class _CustomerPull:
             self.progress(self.done, self.total)
 
 
+@dataclass(frozen=True)
+class PathChoice:
+    """Which way `customers(via="auto")` pulls, and why (for the user to read)."""
+
+    via: str
+    people: int | None
+    threshold: int
+    reason: str
+
+
+def choose_customers_path(app: AppClient, segment_id: int | None = None, *,
+                          threshold: int = EXPORT_ABOVE) -> PathChoice:
+    """Export above `threshold` people, else the API path (one request to count them)."""
+    if segment_id is not None:
+        people: int | None = app.segment_customer_count(segment_id)
+        where = f"segment {segment_id} has {people:,} people"
+    else:
+        counts = [int(w.get("people") or 0) for w in app.workspaces()]
+        if len(counts) == 1:
+            people, where = counts[0], f"the workspace has {counts[0]:,} people"
+        elif counts and max(counts) <= threshold:
+            # The key's workspace is one of these, so it holds at most the largest count.
+            people, where = max(counts), f"each of the account's workspaces has at most {max(counts):,} people"
+        else:
+            people, where = None, (f"the account has {len(counts)} workspaces and the App API "
+                                   "does not say which one the key belongs to")
+    via = "export" if people is None or people > threshold else "api"
+    reason = (f"{where}; customers are pulled through an export above {threshold:,} people "
+              f"(via {via}; --via api|export to choose)")
+    return PathChoice(via, people, threshold, reason)
+
+
+@dataclass(frozen=True)
+class CustomersPull:
+    """What `pull_customers` did: rows stored, which way, requests, seconds, where."""
+
+    rows: int
+    via: str | None  # None when the cache already held the data
+    requests: int  # App API requests (file downloads not included)
+    file_downloads: int
+    seconds: float
+    from_cache: bool
+    cache_path: str
+    export_id: int | None = None
+
+
+@dataclass(frozen=True)
+class _Options:
+    """How one customers pull runs (the arguments of `customers` and `pull_customers`)."""
+
+    segment_id: int | None
+    via: str
+    refresh: bool
+    max_age: MaxAge
+    part_size: int
+    progress: Progress | None
+    on_part: Callable[[str], None] | None
+    on_state: Callable[[Export], None] | None
+    on_choice: Callable[[PathChoice], None] | None
+    export_format: ExportFormat
+    poll: PollPolicy | None
+    threshold: int
+
+
+def _customers_entry(conn: Connection, segment_id: int | None) -> CacheEntry:
+    parameters = {"segment_id": None if segment_id is None else int(segment_id)}
+    return Cache(conn.cache_dir).entry("customers", parameters, SCHEMA["customers"])
+
+
+def _options(segment_id: int | None, via: str, refresh: bool, max_age: MaxAge | str,
+             part_size: int, **hooks: Any) -> _Options:
+    if via not in VIA:
+        raise InvalidParameter(f"via={via!r}; use one of {', '.join(VIA)}")
+    if part_size < 1:
+        raise InvalidParameter("part_size must be at least 1")
+    if hooks["threshold"] is None:
+        hooks["threshold"] = EXPORT_ABOVE  # read at call time, so a session can change it
+    return _Options(segment_id=None if segment_id is None else int(segment_id), via=via,
+                    refresh=refresh,
+                    max_age=DEFAULT_MAX_AGE["customers"] if _unset(max_age) else max_age,
+                    part_size=part_size, **hooks)
+
+
+def _fill_customers(conn: Connection, client: AppClient | None, entry: CacheEntry,
+                    options: _Options) -> tuple[str, int, int, int | None]:
+    """Pull into `entry` (its lock held) the chosen way: (via, requests, file downloads, export id)."""
+    with _app(conn, client) as app:
+        before, files_before = app.stats.requests, app.exports.file_stats.requests
+        via = options.via
+        if via == "auto":
+            choice = choose_customers_path(app, options.segment_id, threshold=options.threshold)
+            if options.on_choice is not None:
+                options.on_choice(choice)
+            log.info("customers: %s", choice.reason)
+            via = choice.via
+        export_id = None
+        if via == "export":
+            export_id = _pull_by_export(app, entry, options)
+        else:
+            entry.begin(refresh=options.refresh, max_age=options.max_age)
+            pull = _CustomerPull(app, entry, options.segment_id, options.part_size,
+                                 options.progress, options.on_part)
+            pull.run()
+            entry.complete(keep=pull.parts)
+        return (via, app.stats.requests - before,
+                app.exports.file_stats.requests - files_before, export_id)
+
+
+def _pull_by_export(app: AppClient, entry: CacheEntry, options: _Options) -> int:
+    """Export the people, wait, and stream the file into parts; returns the export's id.
+
+    A pull that stopped after asking for its export picks the same export up again (while it
+    is not failed), so a rerun does not wait for Customer.io to write a second file. Parts are
+    written as the file is read, but the entry is marked complete only once the whole file has
+    been read intact; a failed attempt's parts are replaced or dropped.
+    """
+    entry.begin(refresh=options.refresh, max_age=options.max_age)
+    export = _stored_export(app, entry)
+    if export is None:
+        filters = MATCH_ALL if options.segment_id is None else {"segment": {"id": options.segment_id}}
+        export = app.exports.customers(filters)
+        entry.write_part("export", pd.DataFrame({"export_id": [export.id],
+                                                 "created_at": [export.created_at]}),
+                         kind="export", requests=1)
+    done = app.exports.wait(export.id, poll=options.poll, on_state=options.on_state)
+
+    def store(index: int, table: pa.Table) -> None:
+        name = f"export-{index:05d}"
+        entry.write_part(name, table.to_pandas(), key=f"export-{done.id}")
+        if options.on_part is not None:
+            options.on_part(name)
+
+    _, tables = app.exports.download(done, store, fmt=options.export_format,
+                                     progress=options.progress)
+    entry.complete(keep=[f"export-{i:05d}" for i in range(tables)])
+    return done.id
+
+
+def _stored_export(app: AppClient, entry: CacheEntry) -> Export | None:
+    """The export an unfinished pull of this entry asked for, if it can still be used."""
+    frame = entry.read_part("export")
+    if frame is None or frame.empty:
+        return None
+    try:
+        export = app.exports.get(int(frame["export_id"].iloc[0]))
+    except NotFound:
+        return None
+    if export.is_failed:
+        return None
+    log.info("picking up export %d of an unfinished pull", export.id)
+    return export
+
+
+def _fresh_manifest(entry: CacheEntry, max_age: MaxAge) -> dict[str, Any] | None:
+    """The manifest of a complete, fresh entry whose data files are intact (none is parsed)."""
+    manifest = entry.read_manifest()
+    if manifest is None or manifest.get("status") != "complete":
+        return None
+    if max_age is not None:
+        limit = max_age.total_seconds() if isinstance(max_age, timedelta) else float(max_age)
+        try:
+            age = (datetime.now(UTC) - datetime.fromisoformat(manifest["pulled_at"])).total_seconds()
+        except (KeyError, TypeError, ValueError):
+            return None
+        if age > limit:
+            return None
+    for part in manifest["parts"].values():
+        if part.get("kind", "data") == "data" and not _intact(entry.path / part["file"], part):
+            return None
+    return manifest
+
+
+def _intact(path: Path, part: dict[str, Any]) -> bool:
+    try:
+        if path.stat().st_size != part.get("bytes"):
+            return False
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return False
+    return digest.hexdigest() == part.get("sha256")
+
+
+def pull_customers(conn: Connection | None = None, segment_id: int | None = None, *,
+                   via: str = "auto", refresh: bool = False, max_age: MaxAge | str = "default",
+                   client: AppClient | None = None, part_size: int = 5000,
+                   progress: Progress | None = None,
+                   on_part: Callable[[str], None] | None = None,
+                   on_state: Callable[[Export], None] | None = None,
+                   on_choice: Callable[[PathChoice], None] | None = None,
+                   export_format: ExportFormat = DEFAULT_FORMAT, poll: PollPolicy | None = None,
+                   threshold: int | None = None) -> CustomersPull:
+    """Fill the cache with everyone (or one segment's members) without loading it into memory.
+
+    What `cio-mavera pull customers` runs: a million people never become one DataFrame here.
+    Arguments as for `customers`; returns the rows stored, the path taken, requests and seconds.
+    """
+    started = time.monotonic()
+    options = _options(segment_id, via, refresh, max_age, part_size, progress=progress,
+                       on_part=on_part, on_state=on_state, on_choice=on_choice,
+                       export_format=export_format, poll=poll, threshold=threshold)
+    conn = _conn(conn)
+    entry = _customers_entry(conn, options.segment_id)
+    with entry.lock():
+        manifest = None if refresh else _fresh_manifest(entry, options.max_age)
+        if manifest is not None:
+            return CustomersPull(int(manifest["rows"]), None, 0, 0,
+                                 round(time.monotonic() - started, 3), True, str(entry.path))
+        via, made, files, export_id = _fill_customers(conn, client, entry, options)
+        manifest = entry.read_manifest() or {}
+    return CustomersPull(int(manifest.get("rows", 0)), via, made, files,
+                         round(time.monotonic() - started, 3), False, str(entry.path), export_id)
+
+
 def customers(conn: Connection | None = None, segment_id: int | None = None, *,
-              refresh: bool = False, max_age: MaxAge | str = "default",
+              via: str = "auto", refresh: bool = False, max_age: MaxAge | str = "default",
               client: AppClient | None = None, part_size: int = 5000,
               progress: Progress | None = None,
-              on_part: Callable[[str], None] | None = None) -> pd.DataFrame:
+              on_part: Callable[[str], None] | None = None,
+              on_state: Callable[[Export], None] | None = None,
+              on_choice: Callable[[PathChoice], None] | None = None,
+              export_format: ExportFormat = DEFAULT_FORMAT, poll: PollPolicy | None = None,
+              threshold: int | None = None) -> pd.DataFrame:
     """Everyone (or one segment's members) with every attribute: cio_id, id, email, then one
     string column per attribute, exactly as the API returns the values.
 
-    Stored in parts of `part_size` people; a pull that stops half way resumes from the stored
-    parts. `on_part(name)` is called after each part is stored.
+    `via`: "api" (search or membership, then attributes 100 a request, stored in parts of
+    `part_size` people; a pull that stops half way resumes from the stored parts), "export" (a
+    Customer.io export, its file streamed into parts: a few requests at any size), or "auto"
+    (export above `threshold` people, default `EXPORT_ABOVE`, counted with one request first;
+    `on_choice` hears the decision). `on_part(name)` is called after each part is stored, `on_state(export)` after
+    each poll of an export, `progress(done, total)` as people are stored.
     """
-    if part_size < 1:
-        raise InvalidParameter("part_size must be at least 1")
     started = time.monotonic()
+    options = _options(segment_id, via, refresh, max_age, part_size, progress=progress,
+                       on_part=on_part, on_state=on_state, on_choice=on_choice,
+                       export_format=export_format, poll=poll, threshold=threshold)
     conn = _conn(conn)
-    max_age = DEFAULT_MAX_AGE["customers"] if _unset(max_age) else max_age
-    parameters = {"segment_id": None if segment_id is None else int(segment_id)}
-    entry = Cache(conn.cache_dir).entry("customers", parameters, SCHEMA["customers"])
+    entry = _customers_entry(conn, options.segment_id)
     with entry.lock():
         if not refresh:
-            df = entry.load(max_age)
+            df = entry.load(options.max_age)
             if df is not None:
                 return _finish(_order_customer_columns(df), 0, started, True)
-        entry.begin(refresh=refresh, max_age=max_age)
-        with _app(conn, client) as app:
-            before = app.stats.requests
-            pull = _CustomerPull(app, entry, parameters["segment_id"], part_size, progress,
-                                 on_part)
-            pull.run()
-            made = app.stats.requests - before
-        entry.complete(keep=pull.parts)
+        via, made, _, _ = _fill_customers(conn, client, entry, options)
         df = entry.load(None)
         assert df is not None
         if df.empty and not len(df.columns):
             df = _customer_frame([])
+        df.attrs["via"] = via
         return _finish(_order_customer_columns(df), made, started, False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import math
@@ -19,6 +20,8 @@ from conftest import settings_for
 from cio_mavera import datasets
 from cio_mavera.cache import pulled_at
 from cio_mavera.connect import Connection
+from cio_mavera.customerio.export_files import ExportFormat
+from cio_mavera.customerio.exports import ExportFailed, PollPolicy
 from cio_mavera.errors import InvalidParameter
 
 
@@ -102,11 +105,12 @@ def test_customers_have_identifiers_then_string_attributes(connection, sandbox) 
     assert {"plan", "industry", "mrr", "signup_date"} <= set(df.columns)
     values = df.drop(columns=["cio_id", "id", "email"]).stack()
     assert values.map(type).eq(str).all()
-    # search pages of 1,000 + bulk requests of 100: the minimum possible (a 429 the server's
-    # one-second window may send when arrivals bunch is retried, and not counted here)
+    # one count (to choose the path) + search pages of 1,000 + bulk requests of 100: the minimum
+    # possible (a 429 the server's one-second window may send when arrivals bunch is retried,
+    # and not counted here)
     stats = _stats(sandbox)
-    assert df.attrs["requests"] == stats["requests_total"]
-    assert stats["requests_total"] - stats["rate_limited_total"] == 2 + 20
+    assert df.attrs["requests"] == stats["requests_total"] and df.attrs["via"] == "api"
+    assert stats["requests_total"] - stats["rate_limited_total"] == 1 + 2 + 20
     assert pulled_at(df) is not None
 
 
@@ -190,10 +194,10 @@ def test_killed_pull_resumes_without_refetching_stored_parts(make_sandbox, tmp_p
             raise _Stop
 
     with pytest.raises(_Stop):
-        datasets.customers(conn, part_size=200, on_part=die_after_two)
+        datasets.customers(conn, via="api", part_size=200, on_part=die_after_two)
     server.state.reset()
 
-    df = datasets.customers(conn, part_size=200)
+    df = datasets.customers(conn, via="api", part_size=200)
     assert len(df) == df["cio_id"].nunique() == 1000
     # The id list was stored, and 2 of 5 parts: only the other 3 parts' 6 requests are made.
     assert _search_requests(server) == 0
@@ -293,5 +297,137 @@ def test_two_pulls_at_once_share_one_limit_of_ten_a_second(make_sandbox, tmp_pat
     # the machine's load (a separate budget each would grant up to 20).
     assert all(grants) and _busiest_second(grants[0] + grants[1]) <= 10
     stats = _stats(server)
-    expected = 2 + 12 + 1 + math.ceil(len(members[segment_id]) / 100)
+    # each pull: one count to choose the path (both stay on the API path at this size), then
+    # search or membership pages and bulk-attribute requests
+    expected = 1 + 2 + 12 + 1 + 1 + math.ceil(len(members[segment_id]) / 100)
     assert stats["requests_total"] - stats["rate_limited_total"] == expected
+
+
+# -- customers through an export -------------------------------------------------------------
+
+QUICK = PollPolicy(first_s=0.02, factor=1.5, max_s=0.2, timeout_s=120)
+
+
+def _export_sandbox(make_sandbox, customers: int = 1500):
+    server = make_sandbox(customers=customers, app_rps=50)
+    server.state.cio.exports.delay_s = 0
+    return server
+
+
+def _served_rows(server) -> int:
+    """Data rows in the files the sandbox wrote for its done exports (what it served)."""
+    store = server.state.cio.exports
+    return sum(gzip.decompress(e.path.read_bytes()).count(b"\n") - 1
+               for e in store.all() if e.path is not None)
+
+
+def test_export_and_api_paths_store_the_same_customers(make_sandbox, tmp_path) -> None:
+    server = _export_sandbox(make_sandbox)
+    by_api = datasets.customers(_conn(server, tmp_path / "a", app_rps=50), via="api")
+    by_export = datasets.customers(_conn(server, tmp_path / "b", app_rps=50), via="export",
+                                   poll=QUICK)
+    assert by_export.attrs["via"] == "export" and by_api.attrs["via"] == "api"
+    # rows stored = rows served = the export's total = everyone
+    (export,) = server.state.cio.exports.all()
+    assert len(by_export) == _served_rows(server) == export.total == 1500
+    assert by_export["cio_id"].is_unique
+    pd.testing.assert_frame_equal(by_api.sort_values("cio_id").reset_index(drop=True),
+                                  by_export.sort_values("cio_id").reset_index(drop=True))
+    parts = json.loads((Path(by_export.attrs["cache_path"]) / "manifest.json").read_text())["parts"]
+    assert {p["kind"] for p in parts.values()} == {"export", "data"}
+
+
+def test_auto_exports_above_the_threshold_and_says_why(make_sandbox, tmp_path) -> None:
+    server = _export_sandbox(make_sandbox)
+    choices = []
+    df = datasets.customers(_conn(server, tmp_path / "a", app_rps=50), threshold=1000,
+                            poll=QUICK, on_choice=choices.append)
+    assert df.attrs["via"] == "export" and len(df) == 1500
+    assert choices[0].via == "export" and choices[0].people == 1500
+    assert "1,500 people" in choices[0].reason and "above 1,000" in choices[0].reason
+    small = datasets.customers(_conn(server, tmp_path / "b", app_rps=50), threshold=5000,
+                               on_choice=choices.append)
+    assert small.attrs["via"] == "api" and choices[1].via == "api"
+
+
+def test_segment_export_matches_membership_and_an_empty_one_is_empty(make_sandbox, tmp_path) -> None:
+    server = _export_sandbox(make_sandbox)
+    conn = _conn(server, tmp_path, app_rps=50)
+    members = server.state.workspace.segment_members
+    segment_id = next(s for s, m in members.items() if 0 < len(m) < 1500)
+    df = datasets.customers(conn, segment_id, via="export", poll=QUICK)
+    expected = set(server.state.workspace.customers["cio_id"].iloc[members[segment_id]])
+    assert set(df["cio_id"]) == expected and len(df) == len(expected)
+    empty = next(s for s, m in members.items() if len(m) == 0)
+    none = datasets.customers(conn, empty, via="export", poll=QUICK)
+    assert len(none) == 0 and list(none.columns) == ["cio_id", "id", "email"]
+
+
+def test_killed_export_pull_picks_up_the_same_export(make_sandbox, tmp_path) -> None:
+    server = _export_sandbox(make_sandbox)
+    conn = _conn(server, tmp_path, app_rps=50)
+    small_blocks = ExportFormat(block_bytes=64 << 10)
+
+    def die(name: str) -> None:
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        datasets.customers(conn, via="export", poll=QUICK, export_format=small_blocks, on_part=die)
+    df = datasets.customers(conn, via="export", poll=QUICK, export_format=small_blocks)
+    assert len(df) == df["cio_id"].nunique() == 1500
+    assert _stats(server)["requests"]["POST /cio/app/v1/exports/customers"] == 1
+    assert len(server.state.cio.exports.all()) == 1
+
+
+def test_damaged_file_is_refetched_and_only_the_good_download_kept(make_sandbox, tmp_path) -> None:
+    server = _export_sandbox(make_sandbox)
+    server.state.cio.exports.damage_next = ["garble", "truncate"]
+    stored: list[str] = []
+    df = datasets.customers(_conn(server, tmp_path, app_rps=50), via="export", poll=QUICK,
+                            export_format=ExportFormat(block_bytes=64 << 10),
+                            on_part=stored.append)
+    assert len(df) == df["cio_id"].nunique() == 1500
+    manifest = json.loads((Path(df.attrs["cache_path"]) / "manifest.json").read_text())
+    data = sorted(n for n, p in manifest["parts"].items() if p["kind"] == "data")
+    assert len(stored) > len(data) >= 2  # the damaged attempts wrote parts; they were replaced
+    assert data == [f"export-{i:05d}" for i in range(len(data))] and manifest["rows"] == 1500
+
+
+def test_failed_export_leaves_no_complete_cache(make_sandbox, tmp_path) -> None:
+    server = _export_sandbox(make_sandbox)
+    conn = _conn(server, tmp_path, app_rps=50)
+    server.state.cio.exports.fail_next = 1
+    with pytest.raises(ExportFailed):
+        datasets.customers(conn, via="export", poll=QUICK)
+    df = datasets.customers(conn, via="export", poll=QUICK)  # a new export, not the failed one
+    assert len(df) == 1500 and len(server.state.cio.exports.all()) == 2
+
+
+def test_pull_customers_fills_the_cache_without_loading_it(make_sandbox, tmp_path) -> None:
+    server = _export_sandbox(make_sandbox)
+    conn = _conn(server, tmp_path, app_rps=50)
+    pulled = datasets.pull_customers(conn, via="export", poll=QUICK)
+    assert pulled.rows == 1500 and pulled.via == "export" and not pulled.from_cache
+    assert pulled.file_downloads == 1 and pulled.requests >= 3 and pulled.export_id is not None
+    again = datasets.pull_customers(conn, via="export", poll=QUICK)
+    assert again.from_cache and again.requests == 0 and again.rows == 1500
+    assert datasets.customers(conn).attrs["requests"] == 0
+    part = next(Path(pulled.cache_path).glob("export-*.parquet"))
+    part.write_bytes(b"PAR1" + b"\x00" * 64)
+    assert not datasets.pull_customers(conn, via="export", poll=QUICK).from_cache
+
+
+def test_no_key_or_signed_url_in_cache_files_or_logs(make_sandbox, tmp_path, caplog) -> None:
+    server = _export_sandbox(make_sandbox)
+    conn = _conn(server, tmp_path, app_rps=50)
+    server.state.cio.exports.damage_next = ["cut"]
+    with caplog.at_level(logging.DEBUG):
+        datasets.customers(conn, via="export", poll=QUICK)
+    forbidden = [*conn.settings.secrets(), "signature=", "/cio-files/", "expires="]
+    files = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert any(p.name == "manifest.json" for p in files)
+    for path in files:
+        content = path.read_bytes()
+        assert not any(s.encode() in content for s in forbidden), path
+    assert "downloading again" in caplog.text  # the cut download was logged, without its URL
+    assert not any(s in caplog.text for s in forbidden)

@@ -34,7 +34,8 @@ def test_pull_customers_prints_rows_requests_and_seconds(live_env, capsys) -> No
     assert main(["pull", "customers"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("300 customers | ")
-    assert _summary(out)["requests"] == 1 + 3
+    assert _summary(out)["requests"] == 1 + 1 + 3  # count, search page, bulk attributes
+    assert "| via api |" in out
     assert "cached in" in out and "/cache/live/" in out
 
 
@@ -114,3 +115,41 @@ def test_pull_without_keys_uses_the_sandbox(tmp_path: Path, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert "sandbox workspace seed7-n250" in out
     assert (tmp_path / "data" / "cache" / "sandbox" / "seed7-n250" / "segments").is_dir()
+
+
+def test_pull_customers_via_export_prints_the_export_and_its_download(live_env, capsys) -> None:
+    live_env.state.cio.exports.delay_s = 0
+    assert main(["pull", "customers", "--via", "export"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("300 customers | ")
+    (export,) = live_env.state.cio.exports.all()
+    assert f"| via export {export.id} (1 file download) |" in out
+    # the export (1), its polls (at least 1) and one download URL; no search, no bulk reads
+    assert _summary(out)["requests"] >= 3
+    stats = live_env.state.stats.as_json()["requests"]
+    assert "POST /cio/app/v1/customers" not in stats and "POST /cio/app/v1/customers/attributes" not in stats
+
+
+def test_default_pull_prints_the_size_threshold_it_chose_by(live_env, capsys, monkeypatch) -> None:
+    assert main(["pull", "customers"]) == 0
+    err = capsys.readouterr().err
+    assert "the workspace has 300 people" in err and "above 50,000 people" in err
+    assert "via api" in err
+    live_env.state.cio.exports.delay_s = 0
+    monkeypatch.setattr("cio_mavera.datasets.EXPORT_ABOVE", 200)
+    assert main(["pull", "customers", "--refresh"]) == 0
+    captured = capsys.readouterr()
+    assert "above 200 people (via export" in captured.err
+    assert captured.out.startswith("300 customers | ") and "| via export" in captured.out
+
+
+def test_segment_pull_chooses_by_the_segments_size(live_env, capsys) -> None:
+    members = live_env.state.workspace.segment_members
+    segment_id = next(s for s, m in members.items() if 0 < len(m) < 300)
+    assert main(["pull", "customers", "--segment", str(segment_id)]) == 0
+    assert f"segment {segment_id} has {len(members[segment_id])} people" in capsys.readouterr().err
+
+
+def test_via_flag_applies_to_customers_only(live_env, capsys) -> None:
+    assert main(["pull", "segments", "--via", "export"]) == 2
+    assert "--via" in capsys.readouterr().err

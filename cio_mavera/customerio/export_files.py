@@ -30,6 +30,7 @@ __all__ = ["CorruptExportFile", "ExportFormat", "DEFAULT_FORMAT", "csv_tables", 
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
+_OUT_BYTES = 4 << 20  # decompressed bytes produced per step
 
 
 class CorruptExportFile(CioMaveraError):
@@ -88,9 +89,13 @@ def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
             while chunk:
                 fed = True
-                out = inflater.decompress(chunk)
+                # At most _OUT_BYTES at a time: a highly compressed chunk never inflates at once.
+                out = inflater.decompress(chunk, _OUT_BYTES)
                 if out:
                     yield out
+                if inflater.unconsumed_tail:
+                    chunk = inflater.unconsumed_tail
+                    continue
                 if not inflater.eof:
                     break
                 # Another gzip member may follow: concatenated gzip files are valid gzip.
@@ -108,13 +113,13 @@ def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
         raise CorruptExportFile("the file ends before its gzip stream does (truncated download)")
 
 
-def _record_end(buffer: bytes | bytearray, quote: bytes) -> int:
-    """Index just past the last complete record in `buffer` (0 if there is none).
+def _record_end(buffer: bytes | bytearray, quote: bytes, limit: int | None = None) -> int:
+    """Index just past the last complete record in `buffer[:limit]` (0 if there is none).
 
     A newline ends a record when it is outside quotes: an even number of quote characters before
     it (an escaped quote is two). `buffer` starts at a record boundary.
     """
-    pos = len(buffer)
+    pos = len(buffer) if limit is None else min(limit, len(buffer))
     while True:
         newline = buffer.rfind(b"\n", 0, pos)
         if newline < 0:
@@ -177,11 +182,14 @@ def csv_tables(chunks: Iterable[bytes], fmt: ExportFormat = DEFAULT_FORMAT) -> I
                 continue
             parser = _Parser(_header(bytes(buffer[:end]), fmt), fmt)
             del buffer[:end]
-        if len(buffer) >= fmt.block_bytes:
-            end = _record_end(buffer, quote)
-            if end:
-                yield parser.table(bytes(buffer[:end]))
-                del buffer[:end]
+        while len(buffer) >= fmt.block_bytes:
+            # Blocks of about block_bytes: the last record end inside it, or past it for a record
+            # longer than a block.
+            end = _record_end(buffer, quote, fmt.block_bytes) or _first_record(buffer, quote)
+            if not end:
+                break
+            yield parser.table(bytes(buffer[:end]))
+            del buffer[:end]
     if parser is None:
         if not buffer.strip():
             raise CorruptExportFile("the file is empty (not even a header row)")

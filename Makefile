@@ -21,13 +21,20 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install the kit with its dev extras
 
-services: ## Install redis-server if missing (Debian, as root); tests start it on loopback themselves
+services: ## Install redis-server and chromium if missing (Debian, as root); tests start them themselves
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing redis-server (Debian package) for the Redis queue tests"; \
 	    (apt-get install -y -qq redis-server >/dev/null 2>&1 || \
 	     (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)); \
 	  else echo "redis-server not found: Redis tests will be skipped (apt-get install redis-server)"; fi; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (Debian package) for the real-browser report tests"; \
+	    (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	     (apt-get update -qq && apt-get install -y -qq chromium >/dev/null 2>&1)) || \
+	    echo "chromium could not be installed: the browser report tests will be skipped"; \
+	  else echo "chromium not found: the browser report tests will be skipped (apt-get install chromium)"; fi; }
 
 demo: setup ## Run every job against the local sandbox and print where the reports are
 	$(BIN)/cio-mavera demo

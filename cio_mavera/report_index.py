@@ -99,8 +99,13 @@ def changes_line(changes: Any) -> str:
 def _parameter_text(parameters: Mapping[str, Any]) -> str:
     if not parameters:
         return "default parameters"
-    return ", ".join(f"{name}={value if isinstance(value, str) else json.dumps(value, default=str)}"
-                     for name, value in parameters.items())
+    return _short(", ".join(f"{name}={value if isinstance(value, str) else json.dumps(value, default=str)}"
+                            for name, value in parameters.items()))
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """`text` cut to `limit` characters (the run's own files keep all of it)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _when(started_at: str) -> str:
@@ -153,7 +158,7 @@ def _run_item(run: IndexedRun) -> str:
     if run.changes:
         lines.append(f"<p class='changes'>{html_text(run.changes)}</p>")
     if run.error:
-        lines.append(f"<p class='error'>{html_text(run.error)}</p>")
+        lines.append(f"<p class='error'>{html_text(_short(run.error))}</p>")
     lines.append(f"<p class='params'>{html_text(_parameter_text(run.parameters))}</p>")
     return f"<li class='run {status}'>{''.join(lines)}</li>"
 

@@ -75,7 +75,10 @@ def _contents(soup: BeautifulSoup, main: Tag) -> Tag | None:
     if len(headings) < 2:
         return None
     used = {tag["id"] for tag in main.find_all(id=True)}
-    nav = soup.new_tag("nav", attrs={"class": "cio-toc", "aria-label": "Contents"})
+    top_level = sum(h.name == "h2" for h in headings)
+    # Two columns only when the list is long enough to need them.
+    classes = "cio-toc cio-toc-long" if top_level > 6 else "cio-toc"
+    nav = soup.new_tag("nav", attrs={"class": classes, "aria-label": "Contents"})
     title = soup.new_tag("p", attrs={"class": "cio-toc-title"})
     title.string = "Contents"
     nav.append(title)

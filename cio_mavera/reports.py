@@ -354,7 +354,7 @@ def render_html(notebook_path: Path, html_path: Path, failure: Failure | None = 
     nb = nbformat.read(notebook_path, as_version=4)
     failed_at = _failed_cell(nb.cells)
     if failed_at is not None:
-        failure = replace(failure or Failure(step="", message=""),
+        failure = replace(failure or Failure(step="", message="", notebook=str(notebook_path)),
                           step=(failure.step if failure and failure.step else
                                 _failed_step(nb.cells, failed_at)),
                           message=(failure.message if failure and failure.message else

@@ -48,7 +48,7 @@ P_FLOOR = 1e-300
 _NUMBER = r"[-+−]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?"
 _NUMERIC_TEXT = re.compile(
     rf"^(?:[<>≤≥~≈]\s*)?{_NUMBER}\s*(?:%|pp|pts?|x|×|/10)?"
-    rf"(?:\s*[–-]\s*{_NUMBER}\s*%?)?(?:\s*\([^()]*\))?$", re.I)
+    rf"(?:\s*[–/-]\s*{_NUMBER}\s*%?)?(?:\s*\([^()]*\))?$", re.I)
 _BLANK_TEXT = {"", BLANK, "-", "—", "n/a", "na", "nan", "none", "null"}
 # Columns whose numbers are names (ids, years, codes): no thousands separators there.
 _ID_HEADER = re.compile(r"(^|[\s_(])(id|ids|#|no\.?|year|code|zip|postal|phone|seed)($|[\s_)])|id$|#",

@@ -212,7 +212,8 @@ def _rates_for_channel(totals: pd.DataFrame, daily: pd.DataFrame, channel: str) 
             "numerator_series": numerator,
             "denominator_series": denominator + (f" - {definition.subtract}" if definition.subtract else ""),
         })
-        frames.append(frame.merge(spread, on="action_id", how="left"))
+        measured = ["days", "dispersion", "dispersion_p", "day_logit_variance"]
+        frames.append(frame.merge(spread, on="action_id", how="left").astype(dict.fromkeys(measured, "float64")))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -58,6 +58,9 @@ _MAX_ROUNDS = 5
 # Rates that are one hypothesis: delivery rate is 1 - bounce rate over the same sends, so it is
 # tested once (as the bounce rate) and counted once in the false discovery rate.
 _SAME_TEST_AS = {"delivery_rate": "bounce_rate"}
+# Click-to-open is clicks / opens, two rates that each vary between messages: its spread combines
+# theirs, so it keeps its own estimate instead of being pooled with the other rates'.
+_NOT_POOLED = frozenset({"click_to_open_rate"})
 
 RESULT_COLUMNS = (
     "campaign_id", "action_id", "channel", "name", "metric", "rate", "ci_low", "ci_high", "baseline",
@@ -79,6 +82,8 @@ ASSUMPTIONS = {
                      "spread around the channel's typical rate).",
     "common_spread": "On the logit scale, messages spread about as much on every channel, so small "
                      "channels borrow the spread estimate of the others.",
+    "similar_rates": "Messages spread similarly on different rates, so each rate's spread estimate can "
+                     "borrow from the others' as far as they agree.",
     "normal_spread": "The spread between messages is roughly normal on the logit scale (the test uses "
                      "a Student-t, which allows somewhat heavier tails).",
     "independence": "Messages are independent of each other given their channel.",
@@ -110,8 +115,8 @@ def compare_with_channels(rates: pd.DataFrame, alpha: float = 0.05, min_trials: 
     per_rate = [_compare_one_rate(rate, pooled, min_trials)
                 for rate, pooled in zip(screened, _pooled_spreads(screened), strict=True)]
     tests = pd.concat([t for t, _ in per_rate], ignore_index=True) if per_rate else _empty(RESULT_COLUMNS)
-    spreads = (pd.concat([s for _, s in per_rate], ignore_index=True) if per_rate
-               else _empty(SPREAD_COLUMNS))
+    spread_rows = [s for _, s in per_rate if not s.empty]
+    spreads = pd.concat(spread_rows, ignore_index=True) if spread_rows else _empty(SPREAD_COLUMNS)
     tested = tests["reason"].isna()
     tests["p_adjusted"] = _bh_adjusted(tests, tested, alpha)
     tests["relative_difference"] = _relative_difference(tests["rate"], tests["baseline"])
@@ -210,10 +215,12 @@ def _screened(rows: pd.DataFrame, min_trials: int) -> _Screened:
 def _pooled_spreads(screened: list[_Screened]) -> list[PooledSpread | None]:
     """Each rate's spread pooled with the other rates' (None where a rate has no estimate).
 
-    A twin rate (`_SAME_TEST_AS`) is the same data: it is pooled once, and takes its twin's pooling.
+    A twin rate (`_SAME_TEST_AS`) is the same data: it is pooled once, and takes its twin's pooling;
+    a rate in `_NOT_POOLED` keeps its own estimate (None).
     """
     metric = [s.rows["metric"].iloc[0] if len(s.rows) else "" for s in screened]
-    usable = [i for i, s in enumerate(screened) if np.isfinite(s.tau2) and metric[i] not in _SAME_TEST_AS]
+    usable = [i for i, s in enumerate(screened)
+              if np.isfinite(s.tau2) and metric[i] not in _SAME_TEST_AS and metric[i] not in _NOT_POOLED]
     pooled = pool_spreads(np.array([screened[i].tau2 for i in usable]), np.array([screened[i].df for i in usable]),
                           np.array([screened[i].v_mean for i in usable])) if usable else []
     by_metric = {metric[i]: spread for i, spread in zip(usable, pooled, strict=True)}
@@ -451,6 +458,17 @@ def _checks(tests: pd.DataFrame, spreads: pd.DataFrame, screened: list[_Screened
                    "own spread for " + ", ".join(f"{r.channel} {r.metric}" for r in own.itertuples())),
         "consequence": "a channel that differs is modelled with its own spread and its own (fewer) "
                        "degrees of freedom",
+    })
+    pooled = [p for p in _pooled_spreads(screened) if p is not None]
+    own_share = [p.own for p in pooled]
+    rows.append({
+        "assumption": ASSUMPTIONS["similar_rates"],
+        "check": "random-effects meta-analysis of the rates' log spreads (how far they disagree)",
+        "result": ("too few rates to compare" if len(pooled) < 2 else
+                   f"spreads differ between rates by a factor of about {np.exp(pooled[0].rates_spread / 2):.2f}; "
+                   f"each rate keeps {min(own_share):.0%}-{max(own_share):.0%} of its own estimate"),
+        "consequence": "each rate's spread is pooled with the others' only as far as they agree, which "
+                       "steadies it (more degrees of freedom) without forcing one spread on all",
     })
     residuals = _standardised_residuals(tests)
     normal_p = float(stats.shapiro(residuals).pvalue) if len(residuals) >= 8 else np.nan

@@ -207,6 +207,16 @@ def test_table_aligns_text_left_numbers_right_and_separates_thousands_but_not_id
     assert _csv(page).splitlines()[1] == "7430,<b>Welcome</b>,1617603,98.164,6.9–8.4"  # raw data
 
 
+@pytest.mark.parametrize(("header", "names_a_thing"), [
+    ("Campaign", True), ("Action", True), ("action_id", True), ("Campaign id", True),
+    ("Message #", True), ("Year", True), ("Sent", False), ("Paid", False), ("Campaign sends", False),
+])
+def test_numbers_in_id_columns_get_no_thousands_separators(header, names_a_thing):
+    assert rp.is_id_header(header) is names_a_thing
+    page = rp.table(pd.DataFrame({header: [12345]}))
+    assert ("12345" if names_a_thing else "12,345") in page
+
+
 def test_table_of_a_styler_keeps_its_formats_escapes_labels_and_flags_by_index_label():
     frame = pd.DataFrame({"Message": ["<i>Hi</i>", "Bye"], "Sent": [21636, 5]}).set_index("Message")
     page = rp.table(frame.style.format(thousands=","), flagged=["Bye"])
@@ -227,6 +237,10 @@ def test_banner_summary_and_glossary_escape_every_text():
     assert "95% CI 1.1–1.5%" in block and "<script>" not in block and "What to do next" in block
     with pytest.raises(ValueError, match="1 to 5 key numbers"):
         rp.summary_block([rp.KeyNumber("x", "1")] * 6)
+    warning = rp.notice(f"The window asks for 90 days; {hostile} has 30.")
+    assert "cio-notice-warning" in warning and "Warning:" in warning and "<script>" not in warning
+    with pytest.raises(ValueError, match="warning.*info"):
+        rp.notice("x", kind="error")
     terms = rp.glossary("wilson interval", "ARI", "click-to-open", extra={hostile: "defined"})
     assert terms.count("<dt>") == 4 and "Click-to-open rate" in terms and "<script>" not in terms
     with pytest.raises(KeyError, match="Silhouette"):

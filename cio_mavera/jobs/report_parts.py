@@ -11,8 +11,9 @@ text argument is escaped, so names and copy from Customer.io or Mavera stay text
   screen that wraps in print, and a "Download CSV" link (a data: URI, nothing fetched).
   `csv_link(frame, name)` is the link alone.
 - blocks: `mode_banner("sandbox" | "live", details)`, `summary_block([KeyNumber(...), ...],
-  decisions)` for the 3-5 numbers that matter with their uncertainty, `glossary("Wilson interval",
-  "adjusted p", ...)` (terms in `GLOSSARY`).
+  decisions)` for the 3-5 numbers that matter with their uncertainty, `notice(text)` for a
+  warning the reader must see, `glossary("Wilson interval", "adjusted p", ...)` (terms in
+  `GLOSSARY`).
 - `figure_png(figure)`, `parameters_table(parameters)`, `age_text(when)` as before.
 
 Tables displayed as plain DataFrames get the same alignment, scroll box and CSV link when the report
@@ -50,9 +51,11 @@ _NUMERIC_TEXT = re.compile(
     rf"^(?:[<>≤≥~≈]\s*)?{_NUMBER}\s*(?:%|pp|pts?|x|×|/10)?"
     rf"(?:\s*[–/-]\s*{_NUMBER}\s*%?)?(?:\s*\([^()]*\))?$", re.I)
 _BLANK_TEXT = {"", BLANK, "-", "—", "n/a", "na", "nan", "none", "null"}
-# Columns whose numbers are names (ids, years, codes): no thousands separators there.
-_ID_HEADER = re.compile(r"(^|[\s_(])(id|ids|#|no\.?|year|code|zip|postal|phone|seed)($|[\s_)])|id$|#",
-                        re.I)
+# Columns whose numbers are names (ids, years, codes): no thousands separators there. A column
+# named after a thing ("Campaign", "Action") holds that thing's id.
+_ID_HEADER = re.compile(r"(^|[\s_(])(id|ids|no\.?|year|code|zip|postal|phone|seed)($|[\s_)])|#", re.I)
+_ID_NOUNS = frozenset({"action", "broadcast", "campaign", "cluster", "message", "newsletter", "run",
+                       "segment", "template", "workspace"})
 
 
 class ReportHtml(str):
@@ -143,7 +146,7 @@ def numeric_columns(rows: Sequence[Sequence[str]]) -> set[int]:
 
 def is_id_header(header: str) -> bool:
     """True for a column named like an id, year or code, whose numbers get no separators."""
-    return bool(_ID_HEADER.search(header.strip()))
+    return bool(_ID_HEADER.search(header.strip())) or header.strip().lower() in _ID_NOUNS
 
 
 # ---- tables --------------------------------------------------------------------------------------
@@ -318,6 +321,16 @@ def mode_banner(mode: str, details: Mapping[str, Any] | Sequence[Any] = (),
     extra = f" · {html_text(note)}" if note else ""
     return ReportHtml("<div class='cio-banner cio-banner-live' role='note'>"
                       f"<strong>Live data</strong>{' · ' + line if line else ''}{extra}</div>")
+
+
+def notice(text: str, kind: str = "warning", title: str | None = None) -> ReportHtml:
+    """A boxed note in the flow of the report: "warning" (the reader should know before trusting
+    what follows, e.g. a window longer than the history that exists) or "info"."""
+    if kind not in {"warning", "info"}:
+        raise ValueError(f"kind must be 'warning' or 'info', not {kind!r}")
+    heading = title or ("Warning" if kind == "warning" else "Note")
+    return ReportHtml(f"<div class='cio-notice cio-notice-{kind}' role='note'>"
+                      f"<strong>{html_text(heading)}:</strong> {html_text(text)}</div>")
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ def _fixture_notebook(path: Path, failed: bool = False) -> Path:
              rp.KeyNumber("Messages flagged", "1 of 33", "false discovery rate 5%"),
              rp.KeyNumber("Best new copy", "7.0/10", "3 personas", "+1.3 vs current")],
             ["A/B test variation B against the current copy: 2 × 14,200 sends."]))]),
+        ("notice", [_output("text/html", rp.notice("The window asks for 90 days of history; the "
+                                                   "workspace has 30."))]),
         "## Funnel by message\nA link with no spaces: "
         "https://example.com/" + "a-very-long-path-segment" * 12,
         ("plain frame", [_output("text/html", frame.to_html(index=False))]),

@@ -1,5 +1,6 @@
-"""Notebook 01 end to end: papermill runs against the in-kernel sandbox find the planted truth, the HTML is
-a code-free self-contained report, fake keys never leak, and nbval (lax) executes the template."""
+"""Notebook 01 end to end: papermill runs against the in-kernel sandbox find the planted truth (exactly in
+the clean world, the far-out plants and little else in the realistic one), the HTML is a code-free
+self-contained report, fake keys never leak, and nbval (lax) executes the template."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from notebook_checks import assert_code_free_offline_report, run_nbval
 
 from cio_mavera.reports import NOTEBOOKS_DIR, RunResult, notebook_parameters, run_job
 from cio_mavera.sandbox.server import start_sandbox
-from cio_mavera.sandbox.workspace import generate_workspace
+from cio_mavera.sandbox.workspace import World, generate_workspace
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
@@ -27,9 +28,9 @@ FAKE_KEYS = {"CIO_SITE_ID": "FAKE-site-Q7W9E2R4T6", "CIO_API_KEY": "FAKE-track-Z
              "CIO_WEBHOOK_SECRET": "FAKE-webhook-L1K2J3H4G5"}
 
 
-def planted(seed: int) -> set[tuple[int, str]]:
-    """The (action, rate) pairs the sandbox planted for `seed`, co-findings included."""
-    truth = generate_workspace(seed=seed, customers=500, end=END).truth
+def planted(seed: int, world: World) -> set[tuple[int, str]]:
+    """The (action, rate) pairs the sandbox planted for `seed` in `world`, co-findings included."""
+    truth = generate_workspace(seed=seed, customers=500, end=END, world=world).truth
     return {(p["action_id"], p["metric"]) for p in truth["underperformers"] + truth["also_low"]}
 
 
@@ -41,8 +42,10 @@ def flagged(run: RunResult) -> set[tuple[int, str]]:
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory) -> RunResult:
     out = tmp_path_factory.mktemp("nb01-default")
+    # The clean world, where the planted messages are the only true findings.
     return run_job("campaign-messaging", {}, out_dir=out,
-                   environment={**SANDBOX, "CIO_MAVERA_DATA_DIR": str(out / "data")})
+                   environment={**SANDBOX, "CIO_MAVERA_SANDBOX_WORLD": "clean",
+                                "CIO_MAVERA_DATA_DIR": str(out / "data")})
 
 
 def test_template_has_no_outputs_one_parameters_cell_and_the_python3_kernel():
@@ -56,9 +59,12 @@ def test_template_has_no_outputs_one_parameters_cell_and_the_python3_kernel():
     assert notebook_parameters(NOTEBOOK) == DEFAULTS
 
 
-def test_default_run_flags_exactly_the_planted_underperformers(default_run):
+def test_default_run_in_the_clean_world_flags_exactly_the_planted_underperformers(default_run):
     assert default_run.status == "succeeded"
-    assert flagged(default_run) == planted(7)
+    assert flagged(default_run) == planted(7, World.clean())
+    results = json.loads(default_run.results.read_text())
+    assert all(f["shrunk_low"] <= f["shrunk_rate"] <= f["shrunk_high"] and f["channel_spread_sd"] is not None
+               for f in results["flagged_underperformers"])
 
 
 def test_default_run_ranks_new_copy_scored_by_three_personas(default_run):
@@ -96,7 +102,12 @@ def test_another_seed_with_fake_keys_finds_its_truth_and_leaks_no_key(tmp_path):
     finally:
         server.stop()
     results = json.loads(run.results.read_text())
-    assert results["mode"] == "live" and flagged(run) == planted(11)
+    assert results["mode"] == "live"
+    # The realistic world (the default): all of seed 11's plants are far enough out to be found
+    # (bench/truth_job1.py: 89% of plants, 0.23 other messages per workspace over 80 seeds).
+    messages = {a for a, _ in flagged(run)}
+    plants = {a for a, _ in planted(11, World())}
+    assert plants <= messages and len(messages - plants) <= 1
     # The fake keys were the ones used: the sandbox accepted nothing else, and answered both APIs.
     assert any(r.startswith("GET /cio/app/") for r in routes)
     assert any(r.startswith("POST /mavera/api/v1/") for r in routes)

@@ -23,6 +23,7 @@ from cio_mavera.jobs.credits import SkippedStep
 from cio_mavera.jobs.report_parts import age_text, figure_png, parameters_table
 
 __all__ = [
+    "checks_markdown",
     "checks_table",
     "figure_png",
     "flagged_table",
@@ -236,6 +237,12 @@ def spread_sentence(findings: Findings, metric: str = "human_click_rate") -> str
     return (f"Typical {_label(metric)} by channel: " + "; ".join(parts) + f". Ordinary messages differ "
             f"by about ±{spread:.0%} of their channel's rate, which is why only messages outside that "
             "range can be underperformers.")
+
+
+def checks_markdown(findings: Findings) -> str:
+    """Markdown bullets: each assumption, how it was checked on this data, the result, what follows."""
+    return "\n".join(f"- **{r.assumption}** Checked with: {r.check}. On this data: {r.result}. "
+                     f"So: {r.consequence}." for r in findings.checks.itertuples(index=False))
 
 
 def checks_table(findings: Findings) -> pd.DataFrame:

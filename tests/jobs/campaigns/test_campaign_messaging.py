@@ -444,6 +444,8 @@ def test_report_explains_the_method_and_shows_the_checks_and_the_spread(data):
     checks = narrative.checks_table(findings)
     assert checks.index.name == "Assumption" and len(checks) == 6
     assert list(checks.columns) == ["How it was checked", "On this data", "What the test does"]
+    bullets = narrative.checks_markdown(findings)
+    assert bullets.count("\n- ") == 5 and "On this data: median dispersion" in bullets
     assert "Typical human click rate by channel: email" in narrative.spread_sentence(findings)
     table = narrative.flagged_table(findings)
     assert {"Shrunken (%)", "Typical message (%)", "Typical range (%)", "Spread (logit SD)"} <= set(table.columns)

@@ -1,4 +1,6 @@
-"""Speed of `pull customers` against a sandbox with 20 ms latency and the 10 req/s App limit.
+"""Speed of `pull customers --via api` against a sandbox with 20 ms latency and the 10 req/s App limit.
+
+(`bench_export.py` measures the export path, and compares the two at 1,000,000 people.)
 
 Prints figures, asserts nothing. The sandbox runs in its own process so that neither its CPU nor
 its memory is counted against the client. `--quick` shrinks the workspaces for a fast look.
@@ -41,7 +43,7 @@ while True:
 PEAK_PULL = """
 import resource, sys
 from cio_mavera.cli import main
-code = main(["pull", "customers"])
+code = main(["pull", "customers", "--via", "api"])
 print("peak_rss_mb %.0f" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 sys.exit(code)
 """
@@ -103,7 +105,7 @@ def bench_bulk(n: int, sample: int) -> None:
             sandbox.warm_up(conn)
             minimum = math.ceil(n / 1000) + math.ceil(n / 100)
             started = time.monotonic()
-            df = datasets.customers(conn)
+            df = datasets.customers(conn, via="api")
             seconds = time.monotonic() - started
             stats = sandbox.stats()
             requests = stats["requests_total"]
@@ -117,7 +119,7 @@ def bench_bulk(n: int, sample: int) -> None:
 
             sandbox.reset()
             started = time.monotonic()
-            warm = datasets.customers(conn)
+            warm = datasets.customers(conn, via="api")
             warm_s = time.monotonic() - started
             print(f"warm pull: {len(warm):,} rows, {sandbox.stats()['requests_total']} requests, "
                   f"{warm_s:.3f} s")
@@ -157,7 +159,8 @@ def bench_two_at_once(sandbox: Sandbox, data_dir: Path, n: int) -> None:
     sandbox.reset()
     env = sandbox.cli_env(data_dir)
     started = time.monotonic()
-    runs = [subprocess.Popen([sys.executable, "-m", "cio_mavera.cli", "pull", "customers", *extra],
+    runs = [subprocess.Popen([sys.executable, "-m", "cio_mavera.cli", "pull", "customers",
+                              "--via", "api", *extra],
                              env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
             for extra in ([], ["--segment", str(segment)])]
     outputs = [run.communicate()[0].strip().splitlines()[0] for run in runs]

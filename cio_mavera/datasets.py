@@ -38,7 +38,7 @@ from .customerio.exports import Export, PollPolicy
 from .errors import InvalidParameter, NotFound
 
 __all__ = ["campaigns", "actions", "metrics", "segments", "customers", "pull_customers",
-           "choose_customers_path", "CustomersPull", "PathChoice", "pulled_at",
+           "choose_customers_path", "export_into_cache", "CustomersPull", "PathChoice", "pulled_at",
            "DEFAULT_MAX_AGE", "EXPORT_ABOVE"]
 
 log = logging.getLogger("cio_mavera.datasets")
@@ -566,33 +566,51 @@ def _fill_customers(conn: Connection, client: AppClient | None, entry: CacheEntr
                 app.exports.file_stats.requests - files_before, export_id)
 
 
-def _pull_by_export(app: AppClient, entry: CacheEntry, options: _Options) -> int:
-    """Export the people, wait, and stream the file into parts; returns the export's id.
+def export_into_cache(app: AppClient, entry: CacheEntry, start_export: Callable[[], Export], *,
+                      refresh: bool = False, max_age: MaxAge = None,
+                      poll: PollPolicy | None = None,
+                      export_format: ExportFormat = DEFAULT_FORMAT,
+                      progress: Progress | None = None,
+                      on_state: Callable[[Export], None] | None = None,
+                      on_part: Callable[[str], None] | None = None) -> Export:
+    """Fill `entry` (its lock held) with an export's file: `start_export()` asks for the export,
+    then it is polled, downloaded and stored as parts `export-00000`, ... of string columns.
 
-    A pull that stopped after asking for its export picks the same export up again (while it
-    is not failed), so a rerun does not wait for Customer.io to write a second file. Parts are
+    Any export works: `lambda: app.exports.deliveries(campaign_id=7, start=..., end=...)`
+    stores a campaign's deliveries as `lambda: app.exports.customers(filters)` stores people.
+    A pull that stopped after asking for its export picks the same export up again (while it is
+    not failed), so a rerun does not wait for Customer.io to write a second file. Parts are
     written as the file is read, but the entry is marked complete only once the whole file has
-    been read intact; a failed attempt's parts are replaced or dropped.
+    been read intact; a failed attempt's parts are replaced or dropped. Returns the done export.
     """
-    entry.begin(refresh=options.refresh, max_age=options.max_age)
+    entry.begin(refresh=refresh, max_age=max_age)
     export = _stored_export(app, entry)
     if export is None:
-        filters = MATCH_ALL if options.segment_id is None else {"segment": {"id": options.segment_id}}
-        export = app.exports.customers(filters)
+        export = start_export()
         entry.write_part("export", pd.DataFrame({"export_id": [export.id],
                                                  "created_at": [export.created_at]}),
                          kind="export", requests=1)
-    done = app.exports.wait(export.id, poll=options.poll, on_state=options.on_state)
+    done = app.exports.wait(export.id, poll=poll, on_state=on_state)
 
     def store(index: int, table: pa.Table) -> None:
         name = f"export-{index:05d}"
         entry.write_part(name, table.to_pandas(), key=f"export-{done.id}")
-        if options.on_part is not None:
-            options.on_part(name)
+        if on_part is not None:
+            on_part(name)
 
-    _, tables = app.exports.download(done, store, fmt=options.export_format,
-                                     progress=options.progress)
+    _, tables = app.exports.download(done, store, fmt=export_format, progress=progress)
     entry.complete(keep=[f"export-{i:05d}" for i in range(tables)])
+    return done
+
+
+def _pull_by_export(app: AppClient, entry: CacheEntry, options: _Options) -> int:
+    """Everyone (or a segment's members) through an export; returns the export's id."""
+    segment_id = options.segment_id
+    filters = MATCH_ALL if segment_id is None else {"segment": {"id": segment_id}}
+    done = export_into_cache(app, entry, lambda: app.exports.customers(filters),
+                             refresh=options.refresh, max_age=options.max_age, poll=options.poll,
+                             export_format=options.export_format, progress=options.progress,
+                             on_state=options.on_state, on_part=options.on_part)
     return done.id
 
 

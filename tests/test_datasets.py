@@ -18,8 +18,9 @@ import pytest
 from conftest import settings_for
 
 from cio_mavera import datasets
-from cio_mavera.cache import pulled_at
+from cio_mavera.cache import Cache, pulled_at
 from cio_mavera.connect import Connection
+from cio_mavera.customerio.app import AppClient
 from cio_mavera.customerio.export_files import ExportFormat
 from cio_mavera.customerio.exports import ExportFailed, PollPolicy
 from cio_mavera.errors import InvalidParameter
@@ -431,3 +432,18 @@ def test_no_key_or_signed_url_in_cache_files_or_logs(make_sandbox, tmp_path, cap
         assert not any(s.encode() in content for s in forbidden), path
     assert "downloading again" in caplog.text  # the cut download was logged, without its URL
     assert not any(s in caplog.text for s in forbidden)
+
+
+def test_a_deliveries_export_goes_into_the_cache_the_same_way(make_sandbox, tmp_path) -> None:
+    server = _export_sandbox(make_sandbox, customers=400)
+    conn = _conn(server, tmp_path, app_rps=50)
+    records = server.state.cio.derived.messages.records
+    campaign_id = next(r["campaign_id"] for r in records if r["campaign_id"] is not None)
+    expected = {r["id"] for r in records if r["campaign_id"] == campaign_id}
+    entry = Cache(conn.cache_dir).entry("deliveries", {"campaign_id": campaign_id}, 1)
+    with AppClient(conn) as app, entry.lock():
+        export = datasets.export_into_cache(
+            app, entry, lambda: app.exports.deliveries(campaign_id=campaign_id), poll=QUICK)
+    df = entry.load(None)
+    assert export.type == "deliveries" and len(df) == export.total == len(expected)
+    assert set(df["delivery_id"]) == expected and df["delivered"].map(type).isin([str, type(None)]).all()

@@ -28,9 +28,16 @@ def test_papermill_run_recovers_the_planted_clusters(tmp_path):
     results = json.loads(run.results.read_text())
     truth = generate_workspace(SEED, CUSTOMERS, end=END).truth["clusters"]
 
-    assert results["k"] == truth["k"]
+    # The default (realistic) world: overlapping clusters, missing attribute groups, messy strings.
+    # bench/truth_job2.py: k within 1 on every seed, mean ARI about 0.9; bounds here keep a margin.
+    assert abs(results["k"] - truth["k"]) <= 1
+    assert results["structure"] in ("clear", "moderate")
+    selection = results["model_selection"]
+    assert selection["method"] == "mixture" and selection["clarity"] == results["structure"]
+    assert [row["k"] for row in selection["table"] if row["chosen"]] == [results["k"]]
+    assert results["attributes_left_out"]  # near-duplicates and noise, each with its reason
     mapping = pd.read_parquet(results["assignments_path"])
-    assert len(mapping) == CUSTOMERS and mapping["cio_id"].is_unique
+    assert len(mapping) == CUSTOMERS and mapping["cio_id"].is_unique  # nobody dropped for gaps
     planted = mapping["cio_id"].map(truth["assignments"])
     assert adjusted_rand_score(planted, mapping["cluster"]) >= 0.8
 
@@ -38,7 +45,7 @@ def test_papermill_run_recovers_the_planted_clusters(tmp_path):
     assert [c["size"] for c in clusters] == mapping["cluster"].value_counts().sort_index().tolist()
     assert all(c["persona_id"] and c["persona_status"] == "created" for c in clusters)
     assert all(c["what_would_make_me_engage"] for c in clusters)
-    assert results["credits_spent"] >= 300 * truth["k"]
+    assert results["credits_spent"] >= 300 * results["k"]
     assert results["parameters"]["write_back"] is False
     page = run.report.read_text()
     assert "SANDBOX DATA" in page and "max_credits = 2000" not in page  # parameters cell hidden

@@ -39,9 +39,11 @@ def prepare(customers: pd.DataFrame, *, now: Any = None, drop_quasi: bool = True
 
 
 def find_clusters(typed: pd.DataFrame, schema: Schema, k_range: range | Sequence[int] = range(2, 9),
-                  seed: int = 0, *, sample_size: int = 5000) -> ClusterResult:
-    """Choose k over `k_range` (silhouette + resampling stability) and fit seeded k-means."""
-    return cluster(typed, schema, k_range=list(k_range), sample_size=sample_size, seed=seed)
+                  seed: int = 0, *, sample_size: int = 5000, method: str = "mixture") -> ClusterResult:
+    """Choose k over `k_range` (BIC, distinctness, resampling stability; k = 1 when no k is clearly
+    supported) and assign every customer with the mixture model (or `method` "kmeans" / "gmm")."""
+    return cluster(typed, schema, k_range=list(k_range), sample_size=sample_size, seed=seed,
+                   method=method)
 
 
 # --- cluster names -----------------------------------------------------------------------------
@@ -53,6 +55,8 @@ def cluster_name(profile: ClusterProfile) -> str:
     Built from two traits only (most distinguishing category level, most distinguishing other
     attribute) so small shifts in the data rarely rename a persona: the name is its identity.
     """
+    if profile.n_clusters == 1:
+        return "All customers (one audience)"
     top = profile.top
     phrases = []
     cats = top[top["kind"].isin(_CATEGORY_KINDS)]

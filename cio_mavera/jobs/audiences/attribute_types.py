@@ -299,9 +299,13 @@ def _infer_numeric(
     kind_txt = "integers" if integral else "numbers"
     if written is not None:
         unit, share = written
-        kind_txt += f" ({share:.0%} written with units or separators, e.g. '{unit}')"
+        kind_txt += f" ({_share(share)} written with units or separators, e.g. '{unit}')"
     return ColumnSchema(name, NUMBER, True, f"{kind_txt}{coerced}", output=name,
                         unit=written[0] if written else None, sentinel=sentinel, **base)
+
+
+def _share(share: float) -> str:
+    return "<1%" if 0 < share < 0.005 else f"{share:.0%}"
 
 
 def _written_with(sample: pd.Series) -> tuple[str, float] | None:

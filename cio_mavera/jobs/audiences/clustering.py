@@ -1,8 +1,17 @@
-"""Audience clustering of typed customer attributes: features, model selection, seeded k-means."""
+"""Audience clustering of typed customer attributes: which method, model selection, the fit.
+
+The default method is a mixture model over mixed attributes with gaps (`mixture`,
+`mixed_data`, `model_selection`): people missing whole attribute groups are kept and assigned by
+what they have, numbers enter as rank scores (robust to heavy tails and outliers), and the number
+of clusters comes with how clear the structure is, or "no clear structure". Seeded k-means on
+scaled, imputed features (`build_features`, `choose_k`, `fit_clusters`) and scikit-learn's
+GaussianMixture on the same features are kept as the methods it was compared with
+(bench/truth_job2.py).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import combinations
 
@@ -10,13 +19,19 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
 from cio_mavera.errors import CioMaveraError, InvalidParameter
 from cio_mavera.jobs.audiences.attribute_types import BOOLEAN, Schema, apply_schema, infer_schema
+from cio_mavera.jobs.audiences.mixed_data import MixedData, mixed_data
+from cio_mavera.jobs.audiences.mixture import Mixture, fit_mixture
+from cio_mavera.jobs.audiences.model_selection import Selection, select_k
 from cio_mavera.pii import strip_pii
 
 MINIBATCH_THRESHOLD = 50_000
+METHODS = ("mixture", "kmeans", "gmm")
+FIT_SIZE = 50_000  # above this many people the mixture is refitted on a sample, then assigns everyone
 
 
 class NotEnoughData(CioMaveraError):
@@ -24,8 +39,8 @@ class NotEnoughData(CioMaveraError):
 
 
 @dataclass(frozen=True)
-class Selection:
-    """Model selection outcome: the chosen k and, per candidate k, silhouette and stability."""
+class KMeansSelection:
+    """k-means model selection: the chosen k and, per candidate k, silhouette and stability."""
 
     k: int
     table: pd.DataFrame  # k, silhouette, silhouette_std, stability_ari, stable, chosen
@@ -39,10 +54,12 @@ class ClusterResult:
 
     labels: pd.Series  # int cluster per customer, indexed like the typed frame, 0 = largest
     k: int
-    selection: Selection | None
-    features: np.ndarray  # the weighted matrix the clusters were fitted on
+    selection: Selection | KMeansSelection | None
+    features: np.ndarray  # a numeric matrix of the attributes used (for the projection chart)
     feature_names: list[str]
-    relevance: pd.Series  # attribute -> share of its variance the other attributes explain
+    relevance: pd.Series  # attribute -> how strongly it relates to the others (0..1)
+    method: str = "mixture"
+    dropped: dict[str, str] = field(default_factory=dict)  # attribute -> why clustering left it out
 
     def assignments(self) -> pd.DataFrame:
         """Return a two-column frame (key, cluster) ready to write as parquet."""
@@ -231,7 +248,7 @@ def choose_k(
     *,
     stability_threshold: float = 0.75,
     silhouette_sample: int = 2000,
-) -> Selection:
+) -> KMeansSelection:
     """Pick k: the best mean silhouette among ks whose resampled fits agree (pairwise ARI).
 
     Each resample fits k-means on a random subsample; silhouettes are averaged, and stability is
@@ -275,7 +292,7 @@ def choose_k(
     else:
         reason = (f"k={k}: best mean silhouette ({best['silhouette']:.3f}); no k was stable across "
                   f"resamples (ARI < {stability_threshold}), so the clusters are weak")
-    return Selection(k=k, table=table, stable=bool(len(stable_rows)), reason=reason)
+    return KMeansSelection(k=k, table=table, stable=bool(len(stable_rows)), reason=reason)
 
 
 def _fit_resample(
@@ -330,13 +347,22 @@ def cluster(
     k: int | None = None,
     k_range: range | list[int] = range(2, 9),
     sample_size: int = 5000,
-    resamples: int = 5,
+    resamples: int = 3,
     seed: int = 0,
+    method: str = "mixture",
     weighting: str = "relevance",
     numeric_weight: float = 1.0,
     categorical_weight: float = 1.0,
 ) -> ClusterResult:
-    """Build features, weight attributes, choose k (unless given), fit; labels align to `typed_df`."""
+    """Choose k (unless given) and assign every customer; labels align to `typed_df`, 0 = largest.
+
+    `method`: "mixture" (default), "kmeans" or "gmm" (scikit-learn GaussianMixture, k by BIC);
+    `weighting`, `numeric_weight` and `categorical_weight` shape the k-means / gmm features only.
+    """
+    if method not in METHODS:
+        raise InvalidParameter(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "mixture":
+        return _cluster_mixture(typed_df, schema, k, k_range, sample_size, resamples, seed)
     X, names = build_features(
         typed_df, schema, weighting="equal", numeric_weight=numeric_weight,
         categorical_weight=categorical_weight,
@@ -347,13 +373,63 @@ def cluster(
         X, names = apply_relevance(X, names, relevance)
     elif weighting != "equal":
         raise InvalidParameter(f"weighting must be 'relevance' or 'equal', got {weighting!r}")
+    if method == "gmm":
+        labels, k = _gaussian_mixture(X, k, k_range, sample_size, seed)
+        series = pd.Series(labels, index=typed_df.index, name="cluster")
+        return ClusterResult(series, k, None, X, names, relevance, method)
     selection = None
     if k is None:
         selection = choose_k(X, k_range, sample_size=sample_size, resamples=resamples, seed=seed)
         k = selection.k
     labels = fit_clusters(X, k, seed=seed)
     series = pd.Series(labels, index=typed_df.index, name="cluster")
-    return ClusterResult(series, k, selection, X, names, relevance)
+    return ClusterResult(series, k, selection, X, names, relevance, method)
+
+
+def _cluster_mixture(typed_df: pd.DataFrame, schema: Schema, k: int | None,
+                     k_range: range | list[int], sample_size: int, resamples: int,
+                     seed: int) -> ClusterResult:
+    data = mixed_data(typed_df, schema, seed=seed)
+    if len(data.index) < 3 * (k or 2):
+        raise NotEnoughData(f"{len(data.index)} customers are too few to cluster")
+    selection = None
+    if k is None:
+        selection, model, rows = select_k(data, k_range, sample_size=sample_size,
+                                          resamples=resamples, seed=seed)
+    else:
+        rows = np.sort(np.random.default_rng(seed).choice(data.n, size=min(data.n, sample_size),
+                                                          replace=False))
+        with threadpool_limits(limits=1):
+            model = fit_mixture(data.take(rows), k, seed=seed)
+    with threadpool_limits(limits=1):
+        model = _refit_on_more(data, model, rows, seed)
+        labels = _relabel_by_size(model.predict(data)) if model.k > 1 else np.zeros(data.n, np.int32)
+    series = pd.Series(labels, index=typed_df.index, name="cluster")
+    return ClusterResult(series, int(labels.max()) + 1, selection, data.embedding(), data.attributes,
+                         data.dependence, "mixture", data.dropped)
+
+
+def _refit_on_more(data: MixedData, model: Mixture, rows: np.ndarray, seed: int) -> Mixture:
+    """The model refitted on up to FIT_SIZE people (from its own clusters) when it saw fewer."""
+    if model.k == 1 or len(rows) >= min(data.n, FIT_SIZE):
+        return model
+    more = data if data.n <= FIT_SIZE else data.take(
+        np.sort(np.random.default_rng(seed + 1).choice(data.n, size=FIT_SIZE, replace=False)))
+    return fit_mixture(more, model.k, start_labels=model.predict(more))
+
+
+def _gaussian_mixture(X: np.ndarray, k: int | None, k_range: range | list[int], sample_size: int,
+                      seed: int) -> tuple[np.ndarray, int]:
+    """(labels, k) from scikit-learn's diagonal GaussianMixture on the imputed features, k by BIC."""
+    rows = np.sort(np.random.default_rng(seed).choice(len(X), size=min(len(X), sample_size),
+                                                      replace=False))
+    sample = np.asarray(X[rows], dtype=np.float64)
+    with threadpool_limits(limits=1):
+        fits = {c: GaussianMixture(c, covariance_type="diag", n_init=2, reg_covar=1e-3,
+                                   random_state=seed).fit(sample)
+                for c in ([k] if k else sorted(set(k_range)))}
+    best = min(fits, key=lambda c: fits[c].bic(sample))
+    return _relabel_by_size(fits[best].predict(np.asarray(X, dtype=np.float64))), best
 
 
 def _relabel_by_size(labels: np.ndarray) -> np.ndarray:

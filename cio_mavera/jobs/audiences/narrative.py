@@ -18,8 +18,9 @@ from matplotlib.figure import Figure
 from cio_mavera.cache import pulled_at
 from cio_mavera.connect import Connection
 from cio_mavera.jobs.audiences.attribute_types import Schema
-from cio_mavera.jobs.audiences.clustering import ClusterResult, Selection
+from cio_mavera.jobs.audiences.clustering import ClusterResult, KMeansSelection
 from cio_mavera.jobs.audiences.data import CLUSTER_ATTRIBUTE, PERSONA_ATTRIBUTE
+from cio_mavera.jobs.audiences.model_selection import Selection
 from cio_mavera.jobs.audiences.profiles import ClusterProfiles, describe_effect
 from cio_mavera.jobs.audiences.writeback import WriteBackReport
 from cio_mavera.jobs.report_parts import age_text, figure_png, parameters_table  # noqa: F401 (the notebook uses them from here)
@@ -97,25 +98,45 @@ def pii_sentence(pii_dropped: Mapping[str, str]) -> str:
 # --- model selection -------------------------------------------------------------------------
 
 
-def selection_table(selection: Selection | None) -> pd.DataFrame:
-    """Per candidate k: mean silhouette, its spread, resampling stability, and the choice."""
+_SELECTION_COLUMNS = {"bic": "BIC", "bic_gain": "BIC gain", "stability_ari": "stability (ARI)",
+                      "distinct_attributes": "attributes that differ", "supported": "supported",
+                      "distinct": "distinct", "stable": "stable", "chosen": "chosen"}
+
+
+def selection_table(selection: Selection | KMeansSelection | None) -> pd.DataFrame:
+    """Per candidate k: the evidence (BIC, distinctness, resampling stability) and the choice."""
     if selection is None:
         return pd.DataFrame()
     table = selection.table.copy()
     table["chosen"] = np.where(table["chosen"], "◀ chosen", "")
-    return table.round({"silhouette": 3, "silhouette_std": 3, "stability_ari": 3}).set_index("k")
+    if "silhouette" in table:  # k-means selection
+        return table.round({"silhouette": 3, "silhouette_std": 3, "stability_ari": 3}).set_index("k")
+    for check in ("supported", "distinct", "stable"):
+        table[check] = np.where(table[check], "yes", "no")
+    table.loc[table["stability_ari"].isna(), "stable"] = "not checked"
+    table = table.round({"bic": 0, "bic_gain": 0, "stability_ari": 3})
+    return table.rename(columns=_SELECTION_COLUMNS).set_index("k")
 
 
-def plot_model_selection(selection: Selection) -> Figure:
-    """Silhouette (left axis) and stability ARI (right axis) for every candidate k."""
+def plot_model_selection(selection: Selection | KMeansSelection) -> Figure:
+    """BIC (left axis) and resampling stability (right axis) for every candidate k."""
     table = selection.table
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
-    ax.errorbar(table["k"], table["silhouette"], yerr=table["silhouette_std"], marker="o",
-                color="#4477AA", label="Mean silhouette (± SD over resamples)")
-    ax.axvline(selection.k, color="#228833", linestyle="--", label=f"Chosen k = {selection.k}")
+    if "silhouette" in table:
+        ax.errorbar(table["k"], table["silhouette"], yerr=table["silhouette_std"], marker="o",
+                    color="#4477AA", label="Mean silhouette (± SD over resamples)")
+        ax.set_ylabel("Mean silhouette (−1 to 1, higher = better separated)")
+    else:
+        ax.plot(table["k"], table["bic"], marker="o", color="#4477AA", label="BIC (lower = better fit)")
+        failed = table[~table["distinct"]]
+        ax.scatter(failed["k"], failed["bic"], marker="x", s=80, color="#CCBB44", zorder=3,
+                   label="Two clusters differ on too few attributes")
+        ax.set_ylabel("BIC of the mixture model (lower = better)")
+    label = (f"Chosen k = {selection.k}" if selection.k > 1 else
+             "No clear structure: one audience")
+    ax.axvline(selection.k, color="#228833", linestyle="--", label=label)
     ax.set_xlabel("Number of clusters k")
-    ax.set_ylabel("Mean silhouette (−1 to 1, higher = better separated)")
     ax.set_xticks(list(table["k"]))
     right = ax.twinx()
     right.plot(table["k"], table["stability_ari"], marker="s", color="#EE6677",
@@ -124,22 +145,66 @@ def plot_model_selection(selection: Selection) -> Figure:
     right.set_ylim(0, 1.05)
     lines = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="lower left")
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
     ax.set_title("Choosing the number of audience clusters")
     return fig
 
 
 def selection_sentence(result: ClusterResult, sample_size: int) -> str:
-    """Why this k, in one sentence, and how trustworthy the clusters are."""
+    """Why this k (or why no split at all), and how clear the structure is."""
     sel = result.selection
     if sel is None:
         return f"k = {result.k} was given, not chosen."
-    row = sel.table[sel.table["k"] == sel.k].iloc[0]
-    trust = ("The clusters are well separated and reproducible." if row["silhouette"] >= 0.25
-             and sel.stable else "The structure is weak: treat the clusters as a rough split.")
-    return (f"**k = {sel.k}** gives the best separation (mean silhouette {row['silhouette']:.2f}) "
-            f"among the candidates whose clusters come out the same on resamples of up to "
-            f"{sample_size:,} customers (stability ARI {row['stability_ari']:.2f}). {trust}")
+    if isinstance(sel, KMeansSelection):
+        row = sel.table[sel.table["k"] == sel.k].iloc[0]
+        trust = ("The clusters are well separated and reproducible." if row["silhouette"] >= 0.25
+                 and sel.stable else "The structure is weak: treat the clusters as a rough split.")
+        return (f"**k = {sel.k}** gives the best separation (mean silhouette {row['silhouette']:.2f}) "
+                f"among the candidates whose clusters come out the same on resamples of up to "
+                f"{sample_size:,} customers (stability ARI {row['stability_ari']:.2f}). {trust}")
+    if sel.k == 1:
+        return (f"**No clear structure.** {sel.reason} Personas built from this data describe the "
+                "whole audience; more attributes, or a segment, may reveal groups this data does not.")
+    verdict = {"clear": "**The structure is clear**: the clusters come out the same on resamples.",
+               "moderate": "**The structure is moderate**: the clusters are supported and distinct, "
+                           "but resamples move some customers between them; treat borders as soft."}
+    return f"**k = {sel.k}.** {sel.reason} {verdict[sel.clarity]}"
+
+
+def inputs_sentence(result: ClusterResult, typed: pd.DataFrame) -> str:
+    """What the clustering used and left out, and how people with missing attributes were handled."""
+    gaps = typed.isna().any(axis=1).mean()
+    used = len(result.feature_names) if result.method == "mixture" else typed.shape[1]
+    how = ("each person is assigned by the attributes they have (missing ones are left out of "
+           "their likelihood, not filled in)" if result.method == "mixture" else
+           "missing values are filled with the median and flagged")
+    return (f"The model used **{used} attributes** (numbers as rank scores, so outliers and heavy "
+            f"tails do not stretch the scale). **{gaps:.0%} of customers lack at least one "
+            f"attribute**; none is dropped: {how}." + _left_out(result.dropped))
+
+
+def _left_out(dropped: Mapping[str, str]) -> str:
+    """The attributes clustering left out, grouped by why."""
+    twins = [f"{_feature_label(c)} (of {why.split('near-duplicate of ')[1].split(' (')[0]})"
+             for c, why in dropped.items() if "near-duplicate of " in why]
+    gaps = [c.removeprefix("missing: ") for c, why in dropped.items()
+            if c.startswith("missing: ") and "unrelated" in why]
+    noise = [_feature_label(c) for c, why in dropped.items()
+             if "unrelated" in why and not c.startswith("missing: ")]
+    other = [f"{_feature_label(c)} ({why})" for c, why in dropped.items()
+             if "unrelated" not in why and "near-duplicate of " not in why]
+    parts = []
+    if twins:
+        parts.append("near-duplicates, used once: " + ", ".join(twins))
+    if noise:
+        parts.append("unrelated to every other attribute, so unable to tell audiences apart: "
+                     + ", ".join(noise))
+    if gaps:
+        parts.append("whether these groups are missing says nothing about the rest (missing at "
+                     "random), so it is not a trait: " + "; ".join(gaps))
+    if other:
+        parts.append(", ".join(other))
+    return (" Left out: " + ". ".join(parts) + ".") if parts else ""
 
 
 # --- clusters ------------------------------------------------------------------------------
@@ -148,6 +213,8 @@ def selection_sentence(result: ClusterResult, sample_size: int) -> str:
 def sizes_sentence(profiles: ClusterProfiles) -> str:
     """The largest and smallest clusters."""
     sizes = profiles.sizes.sort_values("size", ascending=False)
+    if len(sizes) == 1:
+        return f"One audience of {int(sizes.iloc[0]['size']):,} customers: the data backs no split."
     big, small = sizes.iloc[0], sizes.iloc[-1]
     return (f"{len(sizes)} clusters: the largest, cluster {int(big['cluster']) + 1}, holds "
             f"{int(big['size']):,} customers ({big['share']:.0%}); the smallest, cluster "
@@ -168,6 +235,9 @@ def _feature_label(column: str) -> str:
 
 def heatmap_sentence(profiles: ClusterProfiles) -> str:
     """The single strongest trait of each cluster."""
+    if len(profiles.clusters) == 1:
+        return ("With one audience there is nothing to set apart; its typical values are on the "
+                "persona card below.")
     parts = []
     for p in profiles.clusters:
         if len(p.top):

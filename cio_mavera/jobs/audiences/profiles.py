@@ -94,11 +94,13 @@ def profile_clusters(
                else pd.DataFrame(columns=_EFFECT_COLUMNS))
     clusters = []
     for row in sizes.itertuples(index=False):
+        also = tuple(_top_effects(effects, int(row.cluster), top_n + 4)["column"][top_n:])
+        if len(sizes) == 1:  # one audience: nothing stands out, so describe what is typical
+            also = tuple(typical[int(row.cluster)])[:top_n + 4]
         clusters.append(ClusterProfile(
             cluster=int(row.cluster), n_clusters=len(sizes), size=int(row.size),
             share=float(row.share), top=_top_effects(effects, int(row.cluster), top_n),
-            typical=typical[int(row.cluster)],
-            also=tuple(_top_effects(effects, int(row.cluster), top_n + 4)["column"][top_n:]),
+            typical=typical[int(row.cluster)], also=also,
         ))
     return ClusterProfiles(clusters=clusters, sizes=sizes, effects=effects)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -72,9 +73,13 @@ def persona_results(run: RunContext, *, customers: pd.DataFrame, schema: Schema,
         "audience": {"segment_id": segment_id, "customers": int(len(customers)),
                      "pulled_at": when.isoformat() if when is not None else None},
         "k": int(result.k),
+        "structure": _structure(result),
         "model_selection": None if selection is None else {
-            "reason": selection.reason, "stable": selection.stable,
-            "table": selection.table.to_dict(orient="records")},
+            "method": result.method, "reason": selection.reason, "stable": selection.stable,
+            "clarity": getattr(selection, "clarity", None),
+            "best_candidate": getattr(selection, "best_candidate", None),
+            "table": _records(selection.table)},
+        "attributes_left_out": dict(result.dropped),
         "clusters": clusters,
         "assignments_path": str(assignments_path),
         "pii_columns_excluded": dict(pii_dropped),
@@ -82,3 +87,14 @@ def persona_results(run: RunContext, *, customers: pd.DataFrame, schema: Schema,
         "write_back": write_back_report.to_dict() if write_back_report is not None else None,
         **run.results_footer(),
     }
+
+
+def _structure(result: ClusterResult) -> str:
+    """"clear", "moderate", "none" (no k >= 2 supported: one audience) or "given" (k was fixed)."""
+    clarity = getattr(result.selection, "clarity", None)
+    return clarity or ("given" if result.selection is None else "unrated")
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The table as JSON-able records (NaN, e.g. a stability never computed, as null)."""
+    return json.loads(table.to_json(orient="records"))

@@ -21,6 +21,12 @@ from cio_mavera.jobs.audiences.attribute_types import (
     apply_schema,
     infer_schema,
 )
+from cio_mavera.jobs.audiences.attribute_values import (
+    category_key,
+    fold_spellings,
+    number_unit,
+    parse_number,
+)
 
 NOW = pd.Timestamp("2025-01-01T00:00:00Z")
 N = 400
@@ -197,3 +203,69 @@ def test_invalid_parameters_are_rejected() -> None:
         infer_schema(_frame(a=["1"] * N), max_categories=0)
     with pytest.raises(InvalidParameter):
         infer_schema(_frame(a=["1"] * N), rare_share=1.5)
+
+
+# --- messy strings: spellings, units and separators, boolean words, sentinels -------------------
+
+
+def test_spellings_of_one_category_are_read_as_one_value_labelled_by_the_usual_spelling() -> None:
+    spellings = ["pro"] * 6 + ["Pro", "PRO", "pro ", " Pro"] + ["free"] * 5 + ["FREE"]
+    values = (spellings * 40)[:N]
+    schema = infer_schema(_frame(plan=values))
+    assert schema["plan"].kind == CATEGORICAL
+    assert set(schema["plan"].categories) == {"pro", "free"}
+    assert "other spellings" in schema["plan"].reason
+    typed = apply_schema(_frame(plan=values), schema, now=NOW)["plan"]
+    assert typed.iloc[:16].tolist() == ["pro"] * 10 + ["free"] * 6
+
+
+def test_underscores_hyphens_and_spaces_fold_together() -> None:
+    assert category_key(" Trial_Expired ") == category_key("trial expired") == category_key("TRIAL-EXPIRED")
+    folded, merged = fold_spellings(pd.Series({"trial_expired": 30, "Trial Expired": 5, "active": 9}))
+    assert folded.to_dict() == {"trial_expired": 35, "active": 9} and merged == 1
+
+
+@pytest.mark.parametrize("text, number, unit", [
+    ("1,200", 1200.0, None), ("$99.00", 99.0, "$"), ("$1,234,567.50", 1234567.5, "$"),
+    ("15 seats", 15.0, "seats"), ("99.5 USD", 99.5, "USD"), ("12%", 12.0, "%"), (" 42 ", 42.0, None),
+    ("-1", -1.0, None), ("1-10", np.nan, None), ("v2", np.nan, None), ("seats: 15", np.nan, None),
+])
+def test_numbers_are_read_through_units_currencies_and_thousands_separators(text, number, unit) -> None:
+    assert parse_number(text) == pytest.approx(number, nan_ok=True)
+    if not np.isnan(number):
+        assert number_unit(text) == unit
+
+
+def test_a_column_of_numbers_with_units_and_separators_is_a_number() -> None:
+    written = ["1,200", "15 seats", "$99.00", "7", "2,500 seats", "40"]
+    df = _frame(seats=(written * 70)[:N])
+    schema = infer_schema(df)
+    assert schema["seats"].kind == NUMBER and schema["seats"].keep
+    assert "units or separators" in schema["seats"].reason
+    typed = apply_schema(df, schema, now=NOW)["seats"]
+    assert typed.iloc[:6].tolist() == [1200.0, 15.0, 99.0, 7.0, 2500.0, 40.0]
+
+
+def test_booleans_in_several_vocabularies_are_one_boolean() -> None:
+    words = ["yes", "no", "1", "0", "true", "false", "Y", "N", "True", "False"]
+    df = _frame(trial=(words * 40)[:N])
+    schema = infer_schema(df)
+    assert schema["trial"].kind == BOOLEAN and "written 10 ways" in schema["trial"].reason
+    typed = apply_schema(df, schema, now=NOW)["trial"]
+    assert typed.iloc[:10].tolist() == [1.0, 0.0] * 5
+
+
+def test_a_lone_negative_code_in_counts_is_read_as_missing() -> None:
+    values = [str(v) for v in np.random.default_rng(3).integers(0, 40, N)]
+    values[::50] = ["-1"] * len(values[::50])
+    df = _frame(logins=values)
+    schema = infer_schema(df)
+    assert schema["logins"].kind == NUMBER and schema["logins"].sentinel == -1.0
+    typed = apply_schema(df, schema, now=NOW)["logins"]
+    assert typed.iloc[::50].isna().all() and typed.min() >= 0
+
+
+def test_real_negative_numbers_are_not_mistaken_for_a_sentinel() -> None:
+    values = [f"{v:.2f}" for v in np.random.default_rng(4).normal(0, 5, N)]
+    schema = infer_schema(_frame(balance=values))
+    assert schema["balance"].kind == NUMBER and schema["balance"].sentinel is None

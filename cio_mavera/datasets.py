@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 from .cache import Cache, CacheEntry, MaxAge, pulled_at
 from .connect import Connection, connect
@@ -35,7 +34,8 @@ from .customerio.app import (
 )
 from .customerio.export_files import DEFAULT_FORMAT, ExportFormat
 from .customerio.exports import Export, PollPolicy
-from .errors import InvalidParameter, NotFound
+from .errors import InvalidParameter
+from .export_cache import export_into_cache
 
 __all__ = ["campaigns", "actions", "metrics", "segments", "customers", "pull_customers",
            "choose_customers_path", "export_into_cache", "CustomersPull", "PathChoice", "pulled_at",
@@ -480,7 +480,8 @@ def choose_customers_path(app: AppClient, segment_id: int | None = None, *,
             people, where = counts[0], f"the workspace has {counts[0]:,} people"
         elif counts and max(counts) <= threshold:
             # The key's workspace is one of these, so it holds at most the largest count.
-            people, where = max(counts), f"each of the account's workspaces has at most {max(counts):,} people"
+            people = max(counts)
+            where = f"the largest of the account's {len(counts)} workspaces has {people:,} people"
         else:
             people, where = None, (f"the account has {len(counts)} workspaces and the App API "
                                    "does not say which one the key belongs to")
@@ -566,43 +567,6 @@ def _fill_customers(conn: Connection, client: AppClient | None, entry: CacheEntr
                 app.exports.file_stats.requests - files_before, export_id)
 
 
-def export_into_cache(app: AppClient, entry: CacheEntry, start_export: Callable[[], Export], *,
-                      refresh: bool = False, max_age: MaxAge = None,
-                      poll: PollPolicy | None = None,
-                      export_format: ExportFormat = DEFAULT_FORMAT,
-                      progress: Progress | None = None,
-                      on_state: Callable[[Export], None] | None = None,
-                      on_part: Callable[[str], None] | None = None) -> Export:
-    """Fill `entry` (its lock held) with an export's file: `start_export()` asks for the export,
-    then it is polled, downloaded and stored as parts `export-00000`, ... of string columns.
-
-    Any export works: `lambda: app.exports.deliveries(campaign_id=7, start=..., end=...)`
-    stores a campaign's deliveries as `lambda: app.exports.customers(filters)` stores people.
-    A pull that stopped after asking for its export picks the same export up again (while it is
-    not failed), so a rerun does not wait for Customer.io to write a second file. Parts are
-    written as the file is read, but the entry is marked complete only once the whole file has
-    been read intact; a failed attempt's parts are replaced or dropped. Returns the done export.
-    """
-    entry.begin(refresh=refresh, max_age=max_age)
-    export = _stored_export(app, entry)
-    if export is None:
-        export = start_export()
-        entry.write_part("export", pd.DataFrame({"export_id": [export.id],
-                                                 "created_at": [export.created_at]}),
-                         kind="export", requests=1)
-    done = app.exports.wait(export.id, poll=poll, on_state=on_state)
-
-    def store(index: int, table: pa.Table) -> None:
-        name = f"export-{index:05d}"
-        entry.write_part(name, table.to_pandas(), key=f"export-{done.id}")
-        if on_part is not None:
-            on_part(name)
-
-    _, tables = app.exports.download(done, store, fmt=export_format, progress=progress)
-    entry.complete(keep=[f"export-{i:05d}" for i in range(tables)])
-    return done
-
-
 def _pull_by_export(app: AppClient, entry: CacheEntry, options: _Options) -> int:
     """Everyone (or a segment's members) through an export; returns the export's id."""
     segment_id = options.segment_id
@@ -612,21 +576,6 @@ def _pull_by_export(app: AppClient, entry: CacheEntry, options: _Options) -> int
                              export_format=options.export_format, progress=options.progress,
                              on_state=options.on_state, on_part=options.on_part)
     return done.id
-
-
-def _stored_export(app: AppClient, entry: CacheEntry) -> Export | None:
-    """The export an unfinished pull of this entry asked for, if it can still be used."""
-    frame = entry.read_part("export")
-    if frame is None or frame.empty:
-        return None
-    try:
-        export = app.exports.get(int(frame["export_id"].iloc[0]))
-    except NotFound:
-        return None
-    if export.is_failed:
-        return None
-    log.info("picking up export %d of an unfinished pull", export.id)
-    return export
 
 
 def _fresh_manifest(entry: CacheEntry, max_age: MaxAge) -> dict[str, Any] | None:

@@ -24,6 +24,8 @@ from cio_mavera.customerio.app import AppClient
 from cio_mavera.customerio.export_files import ExportFormat
 from cio_mavera.customerio.exports import ExportFailed, PollPolicy
 from cio_mavera.errors import InvalidParameter
+from cio_mavera.ratelimit import NoLimit
+from cio_mavera.settings import Secret, Settings
 
 
 def _conn(server, tmp_path: Path, **overrides) -> Connection:
@@ -447,3 +449,20 @@ def test_a_deliveries_export_goes_into_the_cache_the_same_way(make_sandbox, tmp_
     df = entry.load(None)
     assert export.type == "deliveries" and len(df) == export.total == len(expected)
     assert set(df["delivery_id"]) == expected and df["delivered"].map(type).isin([str, type(None)]).all()
+
+
+@pytest.mark.parametrize(("people", "via", "says"), [
+    ([120_000], "export", "the workspace has 120,000 people"),
+    ([3_000, 40_000], "api", "the largest of the account's 2 workspaces has 40,000 people"),
+    ([3_000, 400_000], "export", "does not say which one the key belongs to"),
+])
+def test_path_choice_with_one_or_several_workspaces(tmp_path, people, via, says) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"workspaces": [{"id": i, "people": n}
+                                                        for i, n in enumerate(people)]})
+
+    settings = Settings(app_key=Secret("mock-app-key-123"), data_dir=tmp_path,
+                        app_url_override="https://api.example.test")
+    with AppClient(settings, transport=httpx.MockTransport(handler), limiter=NoLimit()) as app:
+        choice = datasets.choose_customers_path(app)
+    assert choice.via == via and says in choice.reason and "50,000" in choice.reason

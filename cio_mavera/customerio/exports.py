@@ -265,16 +265,17 @@ class Exports:
             if not export.done:
                 raise ApiError(f"Customer.io export {export.id} is {export.status or 'not done'}; "
                                "wait for it before downloading", service=APP_SERVICE)
-        reason = "no attempt made"
+        reason, unreadable = "no attempt made", False
         for attempt in range(1, max(1, attempts) + 1):
             url = self.download_url(export.id)
             try:
                 rows, tables = self._attempt(export, url, on_table, fmt, progress)
             except _UrlRefused as exc:
-                reason = f"the file host refused the download URL ({exc}; expired?)"
+                reason, unreadable = f"the file host refused the download URL ({exc}; expired?)", False
                 pause = 0.0
             except (_Transient, CorruptExportFile) as exc:
                 reason = redact(str(exc), _url_parts(url))
+                unreadable = isinstance(exc, CorruptExportFile)
                 pause = self._retry.backoff(attempt)
             else:
                 return rows, tables
@@ -282,9 +283,12 @@ class Exports:
                 log.warning("export %d: %s; downloading again with a fresh URL (attempt %d of %d)",
                             export.id, reason, attempt + 1, attempts)
                 self._sleep(pause)
+        hint = ("; if every download reads this way, the file may not be in the format the kit "
+                "assumes (Customer.io does not document it): see ExportFormat in "
+                "cio_mavera/customerio/export_files.py" if unreadable else "; try again later")
         raise ExportDownloadFailed(
             f"Customer.io export {export.id}: the file could not be downloaded intact in "
-            f"{attempts} attempts (last: {reason}); try again later", service=APP_SERVICE,
+            f"{attempts} attempts (last: {reason}){hint}", service=APP_SERVICE,
             code="export_download_failed")
 
     def _attempt(self, export: Export, url: Secret, on_table: TableSink, fmt: ExportFormat,

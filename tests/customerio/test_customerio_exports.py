@@ -245,10 +245,12 @@ def test_damaged_download_is_refetched_and_never_trusted(app: AppClient, store, 
     assert app.exports.get(app.exports.list()[0].id).downloads == len(damage) + 1
 
 
-def test_damaged_every_time_is_an_error(app: AppClient, store) -> None:
+def test_damaged_every_time_is_an_error_pointing_at_the_assumed_format(app: AppClient,
+                                                                       store) -> None:
     store.damage_next = ["truncate"] * 4
-    with pytest.raises(ExportDownloadFailed, match="could not be downloaded intact"):
+    with pytest.raises(ExportDownloadFailed, match="could not be downloaded intact") as info:
         _quick(app).collect(app.exports.customers(), Tables(), poll=QUICK)
+    assert "ExportFormat" in str(info.value)
 
 
 def test_short_file_is_refetched(tmp_path: Path) -> None:

@@ -1,16 +1,17 @@
 """Job 3 end to end in sandbox mode: receiver + signed replay + worker, enrichment, triggers, Mave research.
 
-    .venv/bin/python bench/bench_job3.py [--events 4000] [--seeds 7,11,23] [--notebook]
+    .venv/bin/python bench/bench_job3.py [--events 12000] [--seeds 7,11,23] [--notebook]
 
-Per seed, in one process against an in-process sandbox (as the notebook runs it): seconds per stage,
-events/s through receiver + worker (replay and drain), and whether the planted spike's campaign and
-audience were found and how many other triggers fired. `--notebook` also times `run_job` (papermill +
-HTML) for the default seed.
+Per seed, in one process against an in-process sandbox (as the notebook runs it, with the tests'
+pinned end so the figures do not depend on the day): seconds per stage, events/s through receiver +
+worker (replay and drain), and whether the planted spike's campaign and audience were found and how
+many other triggers fired. `--notebook` also times `run_job` (papermill + HTML) for the default seed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import tempfile
@@ -21,20 +22,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
+from cio_mavera.connect import connect  # noqa: E402
+from cio_mavera.jobs.context import RunContext  # noqa: E402
+from cio_mavera.jobs.retention import data, enrichment, pipeline  # noqa: E402
+from cio_mavera.jobs.retention import triggers as rt  # noqa: E402
+from cio_mavera.jobs.retention.research import research_dir, research_triggers  # noqa: E402
+from cio_mavera.mavera.budget import CreditBudget  # noqa: E402
+from cio_mavera.mavera.client import MaveraClient  # noqa: E402
+from cio_mavera.reports import run_job  # noqa: E402
+from cio_mavera.sandbox.workspace import generate_workspace  # noqa: E402
+from cio_mavera.settings import load_settings  # noqa: E402
+
+END = dt.datetime(2026, 3, 31, 12, tzinfo=dt.UTC)  # the tests' pinned end
+PINNED = {"CIO_MAVERA_SANDBOX_END": END.isoformat()}
+
 
 def run_seed(seed: int, events: int, data_dir: Path) -> dict:
-    from cio_mavera.connect import connect
-    from cio_mavera.jobs.context import RunContext
-    from cio_mavera.jobs.retention import data, enrichment, pipeline
-    from cio_mavera.jobs.retention import triggers as rt
-    from cio_mavera.jobs.retention.research import research_dir, research_triggers
-    from cio_mavera.mavera.budget import CreditBudget
-    from cio_mavera.mavera.client import MaveraClient
-    from cio_mavera.sandbox.workspace import generate_workspace
-    from cio_mavera.settings import load_settings
-
+    """One seed through the whole job, timed per stage."""
     settings = load_settings({"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(data_dir),
-                              "CIO_MAVERA_SANDBOX_SEED": str(seed)}, dotenv=False)
+                              "CIO_MAVERA_SANDBOX_SEED": str(seed), **PINNED}, dotenv=False)
     t = {}
     started = time.perf_counter()
     conn = connect("customerio", "mavera", settings=settings)
@@ -55,7 +61,7 @@ def run_seed(seed: int, events: int, data_dir: Path) -> dict:
     t["research"] = time.perf_counter() - mark
     t["total"] = time.perf_counter() - started
 
-    truth = generate_workspace(seed=seed, customers=settings.sandbox_customers).truth
+    truth = generate_workspace(seed=seed, customers=settings.sandbox_customers, end=END).truth
     spike = truth["spike"]
     assignments = truth["clusters"]["assignments"]
     found_spike, audience_ok = False, False
@@ -78,7 +84,7 @@ def run_seed(seed: int, events: int, data_dir: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=4000)
+    parser.add_argument("--events", type=int, default=pipeline.DEFAULT_EVENTS)
     parser.add_argument("--seeds", default="7,11,23")
     parser.add_argument("--notebook", action="store_true", help="also time the notebook via run_job (seed 7)")
     args = parser.parse_args()
@@ -87,11 +93,10 @@ def main() -> int:
             result = run_seed(seed, args.events, Path(tmp) / f"data-{seed}")
             print(f"seed {seed}: {result}")
         if args.notebook:
-            from cio_mavera.reports import run_job
-
             started = time.perf_counter()
             run_job("retention-research", {"events": args.events}, out_dir=Path(tmp) / "reports",
-                    environment={"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(Path(tmp) / "nb")})
+                    environment={"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(Path(tmp) / "nb"),
+                                 **PINNED})
             print(f"notebook (papermill + HTML, seed 7): {time.perf_counter() - started:.1f} s")
     return 0
 

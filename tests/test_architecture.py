@@ -110,7 +110,7 @@ def test_every_third_party_import_is_declared():
     owners = packages_distributions()
     declared = _declared()
     stdlib = set(sys.stdlib_module_names)
-    local = {"cio_mavera", "conftest", "notebook_checks", "receiver_server", "redis_server"}
+    local = {"cio_mavera", "conftest", "notebook_checks", "receiver_server", "redis_server", "retention_logs"}
     missing = set()
     for path in [*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "bench").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):

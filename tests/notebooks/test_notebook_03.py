@@ -20,7 +20,7 @@ from cio_mavera.sandbox.workspace import generate_workspace
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 NOTEBOOK = NOTEBOOKS_DIR / "03_retention_research.ipynb"
-DEFAULTS = {"events": 4000, "window_hours": 24, "step_hours": 6, "valuable_plans": ["pro", "business", "enterprise"],
+DEFAULTS = {"events": 12000, "window_hours": 24, "step_hours": 12, "valuable_plans": ["pro", "business", "enterprise"],
             "alpha": 0.05, "cooldown_hours": 24, "max_credits": 600, "refresh": False}
 
 
@@ -62,8 +62,8 @@ def test_results_hold_the_planted_spike_with_its_audience_and_a_brief(default_ru
     assert trigger["brief"]["sources"] and trigger["brief"]["confidence"] is not None
     assert results["credits_spent"] > 0 and results["credits_spent"] <= 600 and results["skipped"] == []
     replay = results["pipeline"]["replay"]
-    assert replay["sent"] == replay["acknowledged"] == 4000 and replay["failed"] == 0
-    assert results["event_counts"]["unique_events"] == 4000 - replay["duplicates_acknowledged"]
+    assert replay["sent"] == replay["acknowledged"] == 12000 and replay["failed"] == 0
+    assert results["event_counts"]["unique_events"] == 12000 - replay["duplicates_acknowledged"]
 
 
 def test_the_trigger_audience_is_the_planted_cluster(default_run):

@@ -64,7 +64,7 @@ def rates_chart(table: pd.DataFrame, label_column: str, title: str, max_rows: in
 
 
 def spike_chart(trigger: Trigger, events: pd.DataFrame, valuable_plans: Sequence[str] = (),
-                window_hours: float = 24, step_hours: float = 6) -> Figure:
+                window_hours: float = 24, step_hours: float = 12) -> Figure:
     """The trigger's series: rolling-window rate against its baseline, the flagged span shaded."""
     hits, exposure = series_events(events, {"kind": trigger.kind, "campaign_id": trigger.campaign_id,
                                             "cluster": trigger.cluster if trigger.series != "all recipients"

@@ -38,6 +38,7 @@ __all__ = [
     "enrich_events",
     "fetch_people",
     "people_for",
+    "pii_free",
 ]
 
 JOB_DIR = "retention-research"
@@ -46,7 +47,7 @@ KEY = "cio_id"
 # for clustering only.
 ATTRIBUTES = ("plan", "mrr", "lifecycle_stage", "industry", "company_size", "seats")
 EVENT_COLUMNS = ("event_id", "object_type", "metric", "timestamp", "campaign_id", "action_id",
-                 "broadcast_id", "newsletter_id", KEY)
+                 "broadcast_id", "newsletter_id", "delivery_id", KEY)
 
 
 @dataclass
@@ -88,7 +89,8 @@ class PeopleStore:
         return merged
 
 
-def _pii_free(frame: pd.DataFrame) -> pd.DataFrame:
+def pii_free(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` without personal data (by name and by value), keyed by cio_id."""
     if frame.empty:
         return frame
     clean, _ = strip_pii(frame, keep=[KEY], drop_quasi=True)
@@ -109,7 +111,7 @@ def fetch_people(conn: Connection, cio_ids: Sequence[str], *, client: Any = None
         if own:
             app.close()
     frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame({KEY: pd.Series(dtype=object)})
-    return _pii_free(frame), made
+    return pii_free(frame), made
 
 
 def _customers_cache(conn: Connection) -> pd.DataFrame | None:
@@ -135,7 +137,7 @@ def people_for(conn: Connection, cio_ids: Iterable[str], *, refresh: bool = Fals
         if cached is not None and KEY in cached:
             hit = cached[cached[KEY].astype(str).isin(missing)]
             if len(hit):
-                stored = store.add(_pii_free(hit.reset_index(drop=True)))
+                stored = store.add(pii_free(hit.reset_index(drop=True)))
                 from_customers = len(hit)
                 missing = sorted(set(missing) - set(hit[KEY].astype(str)))
     fetched, requests = fetch_people(conn, missing, client=client)
@@ -161,6 +163,12 @@ def _failure_message(payload: Any) -> str | None:
     return str(value) if value else None
 
 
+def normalise_plan(plans: pd.Series) -> pd.Series:
+    """Plan names lower-cased with whitespace trimmed and collapsed; missing stays missing."""
+    text = plans.astype("string").str.strip().str.lower().str.replace(r"[\s_-]+", " ", regex=True)
+    return text.where(text.notna() & (text != ""), None).astype(object)
+
+
 def enrich(events: pd.DataFrame, people: pd.DataFrame, clusters: pd.DataFrame,
            attributes: Sequence[str] = ATTRIBUTES) -> pd.DataFrame:
     """Events with person attributes, cluster and bounce reason attached, and without the payload."""
@@ -172,6 +180,8 @@ def enrich(events: pd.DataFrame, people: pd.DataFrame, clusters: pd.DataFrame,
         out["failure_message"] = events.get("failure_message", None)
     keep = [KEY, *[a for a in attributes if a in people.columns]]
     attrs = people[keep].drop_duplicates(subset=[KEY])
+    if "plan" in attrs:  # integrations spell plans "Pro", "pro ", "PRO": one spelling each
+        attrs["plan"] = normalise_plan(attrs["plan"])
     if "mrr" in attrs:
         attrs["mrr"] = pd.to_numeric(attrs["mrr"], errors="coerce")
     for column in ("company_size", "seats"):

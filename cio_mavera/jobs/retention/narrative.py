@@ -128,9 +128,12 @@ def spikes_sentence(result: TriggerResult, campaign_names: Mapping[int, str] | N
     """How many windows were tested and what stood out."""
     tested = result.parameters.get("tests", 0)
     p = result.parameters
-    how = (f"{tested:,} rolling {p['window_hours']:g} h windows (every {p['step_hours']:g} h) were tested, "
-           f"with the Benjamini-Hochberg correction at {p['alpha']:.0%} and at least {p['min_count']} events "
-           "per window.")
+    widths = " and ".join(f"{p['window_hours'] * s:g} h" for s in p.get("scales", [1]))
+    how = (f"{tested:,} rolling windows of {widths} (every {p['step_hours']:g} h for the shortest) were "
+           f"compared with what their campaign and audience predict; "
+           f"{p.get('testable', tested):,} of them could have been significant with the events they had, and the "
+           f"Benjamini-Hochberg correction at {p['alpha']:.0%} ran over those, with at least {p['min_count']} "
+           "events per window.")
     if not result.triggers:
         return f"**No spike found.** {how}"
     names = campaign_names or {}
@@ -141,6 +144,54 @@ def spikes_sentence(result: TriggerResult, campaign_names: Mapping[int, str] | N
     return (f"**{len(result.triggers)} spike(s) found.** The strongest: {subject}{audience}, "
             f"{t.count} opt-outs from {t.exposure} messages ({_pct(t.rate)}) between {_when(t.window_start)} and "
             f"{_when(t.window_end)} UTC, against a normal {_pct(t.baseline)} (adjusted p = {t.p_adjusted:.1g}). {how}")
+
+
+def _cv(value: float | None) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+
+def assumptions_table(result: TriggerResult) -> pd.DataFrame:
+    """Each assumption the spike tests make, what the data say about it, and what the tests used."""
+    rows = []
+    families = {"campaign": "opt-outs per delivered message", "churn": "valuable customers' churn per message sent"}
+    for kind, checks in result.checks.items():
+        family = families.get(kind, kind)
+        for channel, fit in checks.get("sources", {}).items():
+            rows.append({
+                "tests of": family, "assumption": f"{channel} sources (campaigns, newsletters) differ in rate",
+                "estimate": f"CV {_cv(fit['cv'])} (95% CI {_cv(fit['cv_low'])}–{_cv(fit['cv_high'])}), "
+                            f"{fit['sources']} sources, {fit['events']} events",
+                "test": f"no spread: p = {fit['p_value']:.2g}", "used": f"CV {_cv(fit['cv_used'])}"})
+        for name, what in (("audiences", "audiences within a source differ"),
+                           ("dispersion", "a source's days wobble beyond chance")):
+            fit = checks.get(name)
+            if fit:
+                rows.append({"tests of": family, "assumption": what,
+                             "estimate": f"CV {_cv(np.sqrt(fit['phi']))} over {fit['cells']} cells",
+                             "test": f"none: p = {fit['p_value']:.2g}", "used": f"CV {_cv(np.sqrt(fit['phi_used']))}"})
+        effects = checks.get("time_effects", {})
+        for name, key, used in (("hour of week changes the rate", "hour_of_week_p", "hour_of_week_used"),
+                                ("big sends (5x a source's usual hour) change the rate", "burst_p", "burst_used")):
+            p = effects.get(key)
+            rows.append({"tests of": family, "assumption": name,
+                         "estimate": f"{effects.get('events', 0)} events outside each source's busiest span",
+                         "test": "too few events to check" if p is None else f"no effect: p = {p:.2g}",
+                         "used": "weighted" if effects.get(used) else "not used"})
+    return pd.DataFrame(rows)
+
+
+def assumptions_sentence(result: TriggerResult) -> str:
+    """Plain words: what the baseline of a window is, and that each assumption was checked."""
+    floors = result.parameters.get("floors", {})
+    return ("A window is judged against what its own campaign sent elsewhere (other days, and other audiences "
+            "in the same days), pulled towards its channel's typical rate only as far as the channel's campaigns "
+            "are alike, with opt-outs dated by the message they answer, so a broadcast, a busy Monday or a "
+            "campaign whose audience always opts out more is not a spike. The table says how much campaigns, "
+            "audiences and days vary and whether send time or send size changes the rate; where a few thousand "
+            "events cannot show a variation, the tests assume at least as much as real workspaces have: "
+            f"campaigns' rates spread with a coefficient of variation of {floors.get('source_cv', 0):.1f} (one campaign "
+            f"in twenty opting out three times as readily as the typical one), audiences by "
+            f"{floors.get('audience_cv', 0):.0%} and days by {floors.get('day_cv', 0):.0%}.")
 
 
 # --- briefs, credits, next steps ------------------------------------------------------------

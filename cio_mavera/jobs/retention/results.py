@@ -36,6 +36,7 @@ def retention_results(run: RunContext, *, events: pd.DataFrame, result: TriggerR
         "pipeline": dict(pipeline) if pipeline else None,
         "enrichment": {k: v for k, v in enrichment.items()},
         "tests": result.parameters,
+        "checks": result.checks,
         "triggers": triggers,
         "briefs": [b.to_dict() for b in briefs],
         **run.results_footer(),

@@ -1,28 +1,29 @@
-"""Job 3 spike detection: rolling-window churn and opt-out rates tested against their own baseline.
+"""Job 3 spike detection: is a window's opt-out rate above what its source, audience and time predict?
 
-Two trigger kinds, both computed from the enriched event log (one row per event, see
-`enrichment`), and both answering "is this window's rate significantly above normal?":
+Two trigger kinds, both from the enriched event log (one row per event, see `enrichment`), with
+opt-outs dated by the delivery they answer (`cohorts`):
 
-- `campaign`: per campaign and metric (`unsubscribed`, `spammed`), the count in a rolling window per
-  delivered message of that campaign in the window, against the campaign's own rate over the rest
-  of the period.
-- `churn`: per audience cluster, churn signals (unsubscribes, spam complaints, hard bounces) from
-  people on valuable plans, per message sent to them in the window, against the cluster's rate over
-  the rest of the period.
+- `campaign`: per campaign, opt-outs (unsubscribes + spam complaints) from messages delivered in a
+  window per message delivered, for all recipients and for each audience cluster;
+- `churn`: per audience cluster, churn signals (opt-outs and hard bounces) from people on valuable
+  plans, per message sent to them, whatever sent it (campaigns, newsletters, broadcasts).
 
-The test. A campaign's "rest of the period" is often a few hundred deliveries with no unsubscribe
-at all, so a plain two-sample test has no power and a plug-in baseline of 0 flags everything. The
-baseline is therefore the posterior of the rate given the rest of the period, starting from a
-Beta prior centred on the whole channel's rate (or all valuable customers' rate) and worth
-`prior_weight` deliveries; the p-value is the one-sided tail of the beta-binomial predictive
-distribution of the window's count (the baseline's own uncertainty included). A campaign with a
-long history is judged by its own rate; a young one leans on its channel.
+Each window (`window_hours` every `step_hours`, and twice as long every twice as far) is compared
+with what its cell's sources predict (`baselines`): a campaign's rate estimated from everything else
+it sent (outside the window and a guard as long as the window on either side, and to other
+audiences inside them), pulled towards its channel's typical rate only as far as the channel's
+campaigns are alike; exposure weighted by hour-of-week and burst effects when the data shows them
+(`time_effects`); the p-value from the gamma-Poisson predictive distribution, which carries the
+uncertainty of that rate, how much audiences differ and how much days wobble. Those spreads and
+effects are estimated with each source's most anomalous span set aside, so a spike does not pass
+for ordinary variation. So a campaign whose audience always opts out more, a broadcast burst, a
+Monday or a big send is not a spike; an audience answering one campaign far above that campaign's
+own rate is.
 
-Multiple testing. Benjamini-Hochberg over every tested (key, window). Only series with at least
-`min_count` events over the whole period are tested (independent filtering: the total count does
-not depend on where in time the events fall, which is what the test is about), and a window is
-flagged only when it also holds `min_count` events itself. Overlapping flagged windows of one key
-merge into one trigger.
+Multiple testing: Tarone's filter drops windows that could not be significant even with all of
+their series' events, then Benjamini-Hochberg over every remaining (series, window); a window is
+flagged when its adjusted p-value is at most `alpha` and it holds at least `min_count` events.
+Overlapping flagged windows of one key merge into one trigger.
 """
 
 from __future__ import annotations
@@ -36,40 +37,39 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 from cio_mavera.errors import InvalidParameter
+from cio_mavera.jobs.retention import baselines, cohorts
+from cio_mavera.jobs.retention.baselines import benjamini_hochberg
+from cio_mavera.jobs.retention.cohorts import is_hard_bounce
+from cio_mavera.jobs.retention.time_effects import (
+    TimeEffects,
+    burst_flags,
+    fit_time_effects,
+    hour_of_week_class,
+)
 
 __all__ = [
     "CAMPAIGN_METRICS",
-    "TriggerResult",
+    "DEFAULT_SCALES",
     "Trigger",
+    "TriggerResult",
+    "audience_breakdown",
     "benjamini_hochberg",
-    "campaign_rate_tests",
-    "churn_tests",
-    "exceedance_test",
     "find_triggers",
     "is_hard_bounce",
     "rolling_windows",
+    "series_events",
 ]
 
 CAMPAIGN_METRICS = ("opt_out",)
-# Composite metrics: "opt_out" counts unsubscribes and spam complaints together (one decision by the
-# recipient to stop hearing from you), which doubles the evidence per window over testing each alone.
-METRIC_EVENTS = {"opt_out": ("unsubscribed", "spammed")}
-CHURN_METRICS = ("unsubscribed", "spammed")  # plus hard bounces
-DEFAULT_PRIOR_WEIGHT = 1000.0
-MIN_PEER_EXPOSURE = 100  # fewer messages than this to other series: the prior pools every series
-_HOUR = 3600
-# Permanent failures: bad mailbox (SMTP 5.1.x / 550, 551, 553 "user unknown"), from reference §5.4's
-# `failure_message`. Mailbox-full (5.2.2) and content blocks (5.7.1) are temporary or policy bounces.
-_HARD_BOUNCE = re.compile(r"\b5\.1\.\d\b|\b55[013]\b.*(?:not exist|unknown|no such|invalid)|does not exist|"
-                          r"user unknown|no such user|invalid (?:recipient|address)", re.I)
+DEFAULT_SCALES = (1, 2)  # windows of window_hours and of twice that: spikes last a day or two
+_HOUR, _DAY = 3600, 86400
 
 
 @dataclass(frozen=True)
 class Trigger:
-    """A window whose rate is significantly above its own baseline: what research is asked about."""
+    """A window whose rate is significantly above what its sources predict: what research is asked about."""
 
     kind: str  # "campaign" or "churn"
     key: str  # "campaign:<id>:<metric>" or "cluster:<name-slug>:churn"; the cooldown key
@@ -79,7 +79,7 @@ class Trigger:
     count: int
     exposure: int  # delivered (campaign) or sent (churn) in the window
     rate: float
-    baseline: float
+    baseline: float  # the rate the model expected for these messages
     p_value: float
     p_adjusted: float
     campaign_id: int | None = None
@@ -87,6 +87,7 @@ class Trigger:
     cluster_name: str | None = None
     series: str = "all recipients"  # what was tested: "all recipients", "cluster" or "valuable plans"
     audience: dict[str, Any] = field(default_factory=dict)  # which cluster/plans the events came from
+    expected: float = 0.0  # opt-outs the model expected in the window
 
     @property
     def ratio(self) -> float:
@@ -104,11 +105,12 @@ class Trigger:
 
 @dataclass
 class TriggerResult:
-    """Triggers found plus every test behind them (for the report's tables and charts)."""
+    """Triggers found plus every test behind them and the checks of the model's assumptions."""
 
     triggers: list[Trigger]
-    tests: pd.DataFrame  # one row per tested (key, window)
+    tests: pd.DataFrame  # one row per tested (series, window)
     parameters: dict[str, Any]
+    checks: dict[str, Any] = field(default_factory=dict)  # per family: heterogeneity, dispersion, time effects
 
     def frame(self) -> pd.DataFrame:
         """The triggers as a table."""
@@ -117,7 +119,7 @@ class TriggerResult:
         return pd.DataFrame([asdict(t) for t in self.triggers])
 
 
-# --- building blocks ------------------------------------------------------------------------
+# --- windows ----------------------------------------------------------------------------------
 
 
 def rolling_windows(start: int, end: int, window_hours: float, step_hours: float) -> np.ndarray:
@@ -134,191 +136,368 @@ def rolling_windows(start: int, end: int, window_hours: float, step_hours: float
     return np.column_stack([starts, starts + width]) if len(starts) else np.empty((0, 2), np.int64)
 
 
-def exceedance_test(count: np.ndarray, exposure: np.ndarray, rest_count: np.ndarray,
-                    rest_exposure: np.ndarray, prior_rate: float, prior_weight: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(one-sided p-value, baseline rate) of `count` events in `exposure` trials given the rest.
+def _scan_windows(start: int, end: int, window_hours: float, step_hours: float,
+                  scales: Sequence[float]) -> np.ndarray:
+    """Windows of window_hours x each scale, each stepping by step_hours x its scale."""
+    parts = [rolling_windows(start, end, window_hours * s, step_hours * s) for s in scales]
+    return np.concatenate(parts) if parts else np.empty((0, 2), np.int64)
 
-    Baseline rate ~ Beta(prior_rate*w + rest_count, (1-prior_rate)*w + rest_exposure - rest_count);
-    the p-value is P(X >= count) for X ~ BetaBinomial(exposure, that Beta).
+
+def _day_windows(start: int, end: int) -> np.ndarray:
+    first = start // _DAY * _DAY
+    starts = np.arange(first, end + 1, _DAY, dtype=np.int64)
+    return np.column_stack([starts, starts + _DAY])
+
+
+# --- one family's cells -----------------------------------------------------------------------
+
+
+@dataclass
+class _Family:
+    """Exposure rows and event rows of one trigger family, split by stratum (source, channel) and audience."""
+
+    kind: str
+    metric: str
+    exposure: pd.DataFrame  # stratum, channel, group, time, weight, counted, how, burst
+    hits: pd.DataFrame  # stratum, channel, group, time
+    strata: list[tuple[str, str]]
+    groups: list[int]
+    effects: TimeEffects
+
+    def __post_init__(self) -> None:
+        self.index = {s: i for i, s in enumerate(self.strata)}
+        self.channel = np.array([s[1] for s in self.strata])
+        self.weights = self.exposure["weight"].to_numpy(float)
+        self._rows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        ex_stratum = self.exposure["stratum"].map(self.index).to_numpy()
+        hit_stratum = self.hits["stratum"].map(self.index).to_numpy()
+        position = {g: i for i, g in enumerate(self.groups)}
+        ex_group = self.exposure["group"].map(position).fillna(-1).to_numpy(int)
+        hit_group = self.hits["group"].map(position).fillna(-1).to_numpy(int)
+        ex_time, hit_time = self.exposure["time"].to_numpy(), self.hits["time"].to_numpy()
+        counted = self.exposure["counted"].to_numpy(bool)
+        for s in range(len(self.strata)):
+            for g in range(self.everyone + 1):
+                rows = np.flatnonzero((ex_stratum == s) & ((ex_group == g) | (g == self.everyone)))
+                rows = rows[np.argsort(ex_time[rows], kind="stable")]
+                hit = (hit_stratum == s) & ((hit_group == g) | (g == self.everyone))
+                self._rows[(s, g)] = (rows, ex_time[rows], np.concatenate([[0], np.cumsum(counted[rows])]),
+                                      np.sort(hit_time[hit]))
+
+    @property
+    def everyone(self) -> int:
+        """The group index meaning all audiences together."""
+        return len(self.groups)
+
+    def sums(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(events, weighted exposure, messages) per (stratum, group incl. everyone, window)."""
+        shape = (len(self.strata), self.everyone + 1, len(windows))
+        k, x, n = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        for (s, g), (rows, times, counted, hit_times) in self._rows.items():
+            cumulative = np.concatenate([[0.0], np.cumsum(self.weights[rows])])
+            lo, hi = np.searchsorted(times, windows[:, 0]), np.searchsorted(times, windows[:, 1])
+            x[s, g], n[s, g] = cumulative[hi] - cumulative[lo], counted[hi] - counted[lo]
+            k[s, g] = np.searchsorted(hit_times, windows[:, 1]) - np.searchsorted(hit_times, windows[:, 0])
+        return k, x, n
+
+    def totals(self) -> tuple[np.ndarray, np.ndarray]:
+        """(events, weighted exposure) per (stratum, group incl. everyone) over the whole log."""
+        k = np.zeros((len(self.strata), self.everyone + 1))
+        x = np.zeros_like(k)
+        for (s, g), (rows, _times, _counted, hit_times) in self._rows.items():
+            k[s, g], x[s, g] = len(hit_times), float(self.weights[rows].sum())
+        return k, x
+
+
+def _stratum(frame: pd.DataFrame) -> pd.Series:
+    return pd.Series(list(zip(frame["source"].astype(str), frame["channel"].astype(str), strict=True)),
+                     index=frame.index, dtype=object)
+
+
+def _family(kind: str, metric: str, exposure: pd.DataFrame, hits: pd.DataFrame) -> _Family:
+    """Time classes, bursts, the time-effect check and exposure weights, then the family's cells."""
+    exposure = exposure.assign(stratum=_stratum(exposure)) if len(exposure) else \
+        exposure.assign(stratum=pd.Series(dtype=object))
+    hits = hits.assign(stratum=_stratum(hits)) if len(hits) else hits.assign(stratum=pd.Series(dtype=object))
+    for frame in (exposure, hits):
+        frame["how"] = hour_of_week_class(frame["time"].to_numpy()) if len(frame) else 0
+    reference = exposure[exposure["counted"]]
+    keys = exposure["stratum"].astype(str).to_numpy()
+    exposure["burst"] = burst_flags(keys, exposure["time"].to_numpy(), reference["stratum"].astype(str).to_numpy(),
+                                    reference["time"].to_numpy()) if len(exposure) else False
+    hits["burst"] = burst_flags(hits["stratum"].astype(str).to_numpy(), hits["time"].to_numpy(),
+                                reference["stratum"].astype(str).to_numpy(), reference["time"].to_numpy()) \
+        if len(hits) else False
+    exposure["weight"] = 1.0
+    strata = sorted(set(exposure["stratum"]) | set(hits["stratum"]))
+    groups = sorted({int(g) for g in pd.concat([exposure["group"], hits["group"]]).dropna()})
+    return _Family(kind, metric, exposure, hits, strata, groups, TimeEffects(len(hits)))
+
+
+def _weigh(family: _Family, windows: np.ndarray, guard: int) -> None:
+    """Fit hour-of-week and burst effects without each source's most anomalous span; weigh exposure by them.
+
+    A spike is itself a burst with a high rate: fitted on data that include it, a "burst effect"
+    would explain the spike away.
     """
-    count = np.asarray(count, dtype=float)
-    exposure = np.maximum(np.asarray(exposure, dtype=float), count)
-    rest_count = np.asarray(rest_count, dtype=float)
-    rest_exposure = np.maximum(np.asarray(rest_exposure, dtype=float), rest_count)
-    if not 0 < prior_rate < 1 or prior_weight <= 0:
-        raise InvalidParameter(f"prior_rate must be in (0, 1) and prior_weight > 0, got {prior_rate}, "
-                               f"{prior_weight}")
-    a = prior_rate * prior_weight + rest_count
-    b = (1 - prior_rate) * prior_weight + rest_exposure - rest_count
-    p = stats.betabinom.sf(count - 1, exposure.astype(np.int64), a, b)
-    p = np.where(count <= 0, 1.0, np.clip(p, 0.0, 1.0))
-    return p, a / (a + b)
+    spans = _worst_spans(family, windows, guard)
+    index = family.exposure["stratum"].map(family.index).to_numpy()
+    hit_index = family.hits["stratum"].map(family.index).to_numpy()
+    lo, hi = np.full(len(family.strata), -1), np.full(len(family.strata), -1)
+    for s, (start, end) in spans.items():
+        lo[s], hi[s] = start, end
+    ex_time, hit_time = family.exposure["time"].to_numpy(), family.hits["time"].to_numpy()
+    outside = ~((ex_time >= lo[index]) & (ex_time < hi[index]))
+    hits_outside = ~((hit_time >= lo[hit_index]) & (hit_time < hi[hit_index])) if len(hit_time) else np.zeros(0, bool)
+    counted = family.exposure["counted"].to_numpy(bool)
+    family.effects = fit_time_effects(family.exposure[outside & counted], family.hits[hits_outside])
+    if family.effects.used:
+        family.weights = family.effects.weights(family.exposure["how"].to_numpy(), family.exposure["burst"].to_numpy())
 
 
-def benjamini_hochberg(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (same order; empty in, empty out)."""
-    p = np.asarray(p_values, dtype=float)
-    if p.size == 0:
-        return p
-    return multipletests(p, method="fdr_bh")[1]
+def _campaign_family(events: pd.DataFrame, delivered: pd.DataFrame) -> _Family:
+    """Opt-outs per delivered message, by campaign (and channel) and audience."""
+    shown = delivered[delivered["campaign_id"].notna() & delivered["delivered_at"].notna()]
+    exposure = pd.DataFrame({"source": shown["source"], "channel": shown["channel"], "group": shown["cluster"],
+                             "plan": shown["plan"], "time": shown["delivered_at"].astype("int64"), "counted": True})
+    hits = cohorts.outcomes(events, delivered, cohorts.OPT_OUT_METRICS)
+    hits = hits[hits["campaign_id"].notna() & hits["source"].str.startswith("campaign:")]
+    hits = pd.DataFrame({"source": hits["source"], "channel": hits["object_type"], "group": hits["cluster"],
+                         "plan": hits["plan"], "time": hits["at"]})
+    return _family("campaign", "opt_out", exposure, hits)
 
 
-def is_hard_bounce(object_type: pd.Series, metric: pd.Series, failure_message: pd.Series) -> pd.Series:
-    """True for permanent delivery failures: bad mailboxes (email) and invalid device tokens (push)."""
-    bounced = metric.eq("bounced")
-    text = failure_message.fillna("").astype(str)
-    email_hard = object_type.eq("email") & text.str.contains(_HARD_BOUNCE)
-    push_hard = object_type.eq("push")  # §5.4: a push bounce means at least one invalid token
-    return bounced & (email_hard | push_hard)
+def _churn_family(events: pd.DataFrame, delivered: pd.DataFrame, valuable_plans: Sequence[str]) -> _Family:
+    """Churn signals per message sent to valuable-plan people, by source and audience."""
+    shown = delivered[cohorts.valuable(delivered, valuable_plans) & delivered["cluster"].notna()
+                      & delivered["sent_at"].notna()]
+    exposure = pd.DataFrame({"source": shown["source"], "channel": shown["channel"], "group": shown["cluster"],
+                             "plan": shown["plan"], "time": shown["sent_at"].astype("int64"), "counted": True})
+    hits = cohorts.outcomes(events, delivered, cohorts.CHURN_METRICS, hard_bounces=True)
+    hits = hits[cohorts.valuable(hits, valuable_plans) & hits["cluster"].notna()]
+    hits = pd.DataFrame({"source": hits["source"], "channel": hits["object_type"], "group": hits["cluster"],
+                         "plan": hits["plan"], "time": hits["at"]})
+    # Outcomes without delivery fields (an SMS STOP) answer no known message: their source is the
+    # channel's sends as a whole, so each such stratum is exposed to every send of its channel.
+    extra = []
+    for source in sorted(set(hits["source"]) - set(exposure["source"])):
+        channel = source.split(":", 1)[0]
+        same = exposure[exposure["channel"] == channel]
+        extra.append(same.assign(source=source, counted=False))
+    exposure = pd.concat([exposure, *extra], ignore_index=True) if extra else exposure
+    return _family("churn", "churn", exposure, hits)
+
+
+# --- the model, per family --------------------------------------------------------------------
+
+
+@dataclass
+class _Model:
+    """What a family's tests lean on besides the windows: totals, and the assumptions estimated once.
+
+    The channel priors, the audience spread and the day-to-day dispersion are estimated with each
+    source's most anomalous span set aside (`_worst_spans`), so a spike neither widens the spread it
+    is judged by nor passes for ordinary variation; a campaign whose audience always opts out more
+    keeps all of its data and is part of the population every campaign is judged against.
+    """
+
+    family: _Family
+    k_total: np.ndarray  # (strata, groups + everyone)
+    x_total: np.ndarray
+    rates: np.ndarray  # per stratum: its channel's typical rate...
+    kappas: np.ndarray  # ...and the gamma shape of its channel's sources
+    audience: baselines.Dispersion  # how much audiences within a source differ (phi = CV squared)
+    dispersion: baselines.Dispersion  # how much a source's days wobble
+    sources: dict[str, baselines.Heterogeneity]  # per channel
+    set_aside: int  # sources whose most anomalous span was set aside
+
+    @classmethod
+    def fit(cls, family: _Family, start: int, end: int, guard: int, windows: np.ndarray) -> _Model:
+        everyone = family.everyone
+        k_total, x_total = family.totals()
+        spans = _worst_spans(family, windows, guard)
+        clean_k, clean_x = k_total.copy(), x_total.copy()
+        if spans:
+            strata = sorted(spans)
+            k, x, _ = family.sums(np.array([spans[s] for s in strata], dtype=np.int64))
+            for j, s in enumerate(strata):
+                clean_k[s] -= k[s, :, j]
+                clean_x[s] -= x[s, :, j]
+        clean_k, clean_x = np.maximum(clean_k, 0), np.maximum(clean_x, 0)
+        rates, kappas = np.zeros(len(family.strata)), np.zeros(len(family.strata))
+        sources = {}
+        for channel in sorted(set(family.channel)):
+            members = np.flatnonzero(family.channel == channel)
+            fit = baselines.heterogeneity(clean_k[members, everyone], clean_x[members, everyone])
+            rates[members], kappas[members] = fit.rate, fit.kappa
+            if fit.events:
+                sources[channel] = fit
+        rate = clean_k[:, everyone] / np.maximum(clean_x[:, everyone], 1e-9)
+        audience = baselines.audience_heterogeneity(clean_k[:, :everyone].ravel(),
+                                                    (clean_x[:, :everyone] * rate[:, None]).ravel())
+        days = _day_windows(start, end)
+        day_k, day_x, _ = family.sums(days)
+        inside = np.zeros((len(family.strata), len(days)), bool)  # days touching a set-aside span
+        for s, (lo, hi) in spans.items():
+            inside[s] = (days[:, 0] < hi) & (days[:, 1] > lo)
+        if family.kind == "churn":  # one series per audience: daily cells per source and audience
+            k, x = day_k[:, :everyone], day_x[:, :everyone]
+            keep = np.broadcast_to(~inside[:, None, :], k.shape)
+            expected = x * rate[:, None, None]
+        else:
+            k, x, keep = day_k[:, everyone], day_x[:, everyone], ~inside
+            expected = x * rate[:, None]
+        dispersion = baselines.overdispersion(k[keep], expected[keep])
+        return cls(family, k_total, x_total, rates, kappas, audience, dispersion, sources, len(spans))
+
+    def checks(self) -> dict[str, Any]:
+        """The assumptions' estimates, as the tests used them, for the report and results.json."""
+        return {"sources": {ch: fit.to_dict() for ch, fit in self.sources.items()},
+                "audiences": self.audience.to_dict(), "dispersion": self.dispersion.to_dict(),
+                "time_effects": self.family.effects.to_dict(), "spans_set_aside": self.set_aside}
+
+
+SET_ASIDE_P = 1e-3  # a source's most anomalous span is set aside from the estimates when this improbable
+
+
+def _worst_spans(family: _Family, windows: np.ndarray, guard: int) -> dict[int, tuple[int, int]]:
+    """Per stratum, its most anomalous guarded span, when that span's count is improbable at the rate
+    the stratum has outside it (Poisson tail below SET_ASIDE_P); ordinary sources keep all their data."""
+    everyone = family.everyone
+    if not len(windows):
+        return {}
+    spans_of = windows + np.array([-guard, guard])
+    k_total, x_total = family.totals()
+    k, x, _ = family.sums(spans_of)
+    k, x = k[:, everyone], x[:, everyone]
+    outside = (k_total[:, everyone][:, None] - k + 0.5) / (x_total[:, everyone][:, None] - x + 1.0)
+    p = stats.poisson.sf(k - 1, np.maximum(x * outside, 1e-12))
+    worst = np.argmin(p, axis=1)
+    return {s: (int(spans_of[w, 0]), int(spans_of[w, 1])) for s, w in enumerate(worst)
+            if p[s, w] < SET_ASIDE_P and k[s, w] >= 3}
+
+
+@dataclass
+class _Series:
+    """One tested series: its strata, audience (an index into the family's groups, or everyone),
+    the channel priors its strata get, and the variance its audience and days add (as a CV squared)."""
+
+    strata: list[int]
+    group: int
+    priors: tuple[np.ndarray, np.ndarray]
+    extra_cv2: float
+
+
+def _series(model: _Model, campaign_id: int | None, group: int) -> _Series:
+    """The series of a campaign (all recipients when `group` is everyone) or of a churn audience."""
+    family = model.family
+    if campaign_id is not None:
+        strata = [i for i, s in enumerate(family.strata) if s[0] == f"campaign:{campaign_id}"]
+    else:
+        strata = list(range(len(family.strata)))
+    whole = group == family.everyone
+    extra = model.dispersion.phi_used + (0.0 if whole else model.audience.phi_used)
+    return _Series(strata, group, (model.rates, model.kappas), extra)
+
+
+@dataclass(frozen=True)
+class _Sums:
+    """Window sums per (stratum, group incl. everyone, window), and the same over each guarded span."""
+
+    k: np.ndarray  # events in the window
+    x: np.ndarray  # weighted exposure in the window
+    n: np.ndarray  # messages in the window
+    guard_k: np.ndarray  # events in [start - width, end + width): the window and its guard on each side
+    guard_x: np.ndarray
+
+    @classmethod
+    def of(cls, family: _Family, windows: np.ndarray) -> _Sums:
+        k, x, n = family.sums(windows)
+        width = (windows[:, 1] - windows[:, 0])[:, None]
+        guard_k, guard_x, _ = family.sums(windows + np.hstack([-width, width]))
+        return cls(k, x, n, guard_k, guard_x)
+
+
+def _series_stats(model: _Model, series: _Series, windows: np.ndarray, sums: _Sums) -> dict[str, np.ndarray]:
+    """Count, messages, expected count, p-value and smallest possible p-value per window of one series.
+
+    The source's rate comes from what it sent outside the window and a guard as long as the window on
+    either side (a spike up to twice the window's length must not raise its own baseline) plus, for
+    one audience, what the other audiences got inside that span.
+    """
+    everyone, strata, group = model.family.everyone, series.strata, series.group
+    rate, kappa = (p[strata][:, None] for p in series.priors)
+    cell_k, cell_x = sums.k[strata, group], sums.x[strata, group]
+    rest_k = np.maximum(model.k_total[strata, everyone][:, None] - sums.guard_k[strata, group], 0)
+    rest_x = np.maximum(model.x_total[strata, everyone][:, None] - sums.guard_x[strata, group], 0)
+    mean, var = baselines.predictive(cell_x, rest_k, rest_x, rate, kappa)
+    count, expected = cell_k.sum(axis=0), mean.sum(axis=0)
+    p = baselines.nb_upper_tail(count, expected, var.sum(axis=0) + expected ** 2 * series.extra_cv2)
+    # The smallest p-value this window could give: every event of the series inside it.
+    series_total = model.k_total[strata, group].sum()
+    rest_min = np.maximum(model.k_total[strata, everyone] - model.k_total[strata, group], 0)[:, None]
+    mean_min, var_min = baselines.predictive(cell_x, np.broadcast_to(rest_min, cell_x.shape), rest_x, rate, kappa)
+    expected_min = mean_min.sum(axis=0)
+    p_min = baselines.nb_upper_tail(np.full(len(windows), series_total), expected_min,
+                                    var_min.sum(axis=0) + expected_min ** 2 * series.extra_cv2)
+    return {"count": count, "messages": sums.n[strata, group].sum(axis=0), "expected": expected, "p_value": p,
+            "p_min": p_min if series_total > 0 else np.ones(len(windows))}
+
+
+def _series_rows(model: _Model, campaign_id: int | None, group: int, windows: np.ndarray, sums: _Sums,
+                 series: str) -> dict[str, np.ndarray]:
+    family, n = model.family, len(windows)
+    out = _series_stats(model, _series(model, campaign_id, group), windows, sums)
+    cluster = family.groups[group] if group < family.everyone else -1
+    return {"window_start": windows[:, 0], "window_end": windows[:, 1], **out,
+            "campaign_id": np.full(n, -1 if campaign_id is None else campaign_id),
+            "cluster": np.full(n, cluster), "series": np.full(n, series, dtype=object)}
+
+
+def _campaign_tests(model: _Model, windows: np.ndarray, sums: _Sums) -> list[dict[str, np.ndarray]]:
+    family = model.family
+    campaigns = sorted({int(s[0].split(":", 1)[1]) for s in family.strata if s[0].startswith("campaign:")})
+    return [_series_rows(model, campaign_id, group, windows, sums,
+                         "all recipients" if group == family.everyone else "cluster")
+            for campaign_id in campaigns for group in [family.everyone, *range(family.everyone)]]
+
+
+def _churn_tests(model: _Model, windows: np.ndarray, sums: _Sums) -> list[dict[str, np.ndarray]]:
+    return [_series_rows(model, None, group, windows, sums, "valuable plans")
+            for group in range(model.family.everyone)]
+
+
+def _frame(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    frame = pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+    frame["cluster"] = frame["cluster"].astype("Int64").mask(frame["cluster"] < 0)
+    frame["campaign_id"] = frame["campaign_id"].astype("Int64").mask(frame["campaign_id"] < 0)
+    return frame
+
+
+_TEST_COLUMNS = ["kind", "key", "series", "campaign_id", "cluster", "cluster_name", "metric", "window_start",
+                 "window_end", "count", "exposure", "expected", "baseline", "p_value", "p_min"]
+
+
+def _empty_tests() -> pd.DataFrame:
+    return pd.DataFrame(columns=[*_TEST_COLUMNS, "testable", "p_adjusted", "rate", "flagged"])
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:60] or "cluster"
 
 
-def _window_counts(times: np.ndarray, windows: np.ndarray) -> np.ndarray:
-    times = np.sort(times)
-    return (np.searchsorted(times, windows[:, 1], side="left")
-            - np.searchsorted(times, windows[:, 0], side="left"))
-
-
-def _series_tests(hits: pd.DataFrame, exposure: pd.DataFrame, windows: np.ndarray, *, group: list[str],
-                  metric: str, priors: dict[Any, float], prior_weight: float) -> pd.DataFrame:
-    """One row per (series in `priors`, window): count, exposure, rest, baseline and p-value."""
-    rows = []
-    hits_by = {_as_key(k): g["timestamp"].to_numpy() for k, g in hits.groupby(group)}
-    exposure_by = {_as_key(k): g["timestamp"].to_numpy() for k, g in exposure.groupby(group)}
-    for series, prior in priors.items():
-        times = hits_by.get(series, np.empty(0, np.int64))
-        shown = exposure_by.get(series, np.empty(0, np.int64))
-        counts, sent = _window_counts(times, windows), _window_counts(shown, windows)
-        total, total_exposure = len(times), len(shown)
-        p, baseline = exceedance_test(counts, sent, total - counts, total_exposure - sent, prior, prior_weight)
-        frame = pd.DataFrame({
-            "metric": metric, "window_start": windows[:, 0], "window_end": windows[:, 1], "count": counts,
-            "exposure": np.maximum(sent, counts), "total": total, "total_exposure": total_exposure,
-            "prior_rate": prior, "baseline": baseline, "p_value": p})
-        for name, value in zip(group, series, strict=True):
-            frame.insert(0, name, value)
-        rows.append(frame)
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-
-
-def _as_key(key: Any) -> tuple:
-    return key if isinstance(key, tuple) else (key,)
-
-
-def _prior(numerator: int, denominator: int) -> float:
-    # Jeffreys-style smoothing keeps the prior strictly inside (0, 1) for quiet channels.
-    return (numerator + 0.5) / (denominator + 1.0)
-
-
-def _period(events: pd.DataFrame) -> tuple[int, int]:
-    ts = events["timestamp"].dropna()
-    return int(ts.min()), int(ts.max())
-
-
-def _level_tests(hits: pd.DataFrame, exposure: pd.DataFrame, windows: np.ndarray, *, group: list[str],
-                 metric: str, min_count: int, prior_weight: float) -> pd.DataFrame:
-    """Tests for every series of `group` with `min_count` events; prior = the other campaigns' rate.
-
-    For campaign x cluster series the prior is the same cluster's rate on the other campaigns, since
-    audiences differ in how readily they opt out.
-    """
-    totals = hits.groupby(group).size()
-    shown = exposure.groupby(group).size()
-    tested = [_as_key(k) for k in totals[totals >= min_count].index]
-    if not tested:
-        return pd.DataFrame()
-    peer = group[1:]  # () for campaigns; ("cluster",) for campaign x cluster
-    priors = {}
-    for key in tested:
-        same_peer = np.ones(len(hits), bool) if not peer else (hits[peer[0]] == key[1]).to_numpy()
-        same_peer_exposure = np.ones(len(exposure), bool) if not peer else (exposure[peer[0]] == key[1]).to_numpy()
-        own = key if len(key) > 1 else key[0]
-        n_hits = int(same_peer.sum()) - int(totals.get(own, 0))
-        n_exposure = int(same_peer_exposure.sum()) - int(shown.get(own, 0))
-        if n_exposure < MIN_PEER_EXPOSURE:  # no peers to speak of (one cluster, one campaign): pool everyone
-            n_hits, n_exposure = int(same_peer.sum()), int(same_peer_exposure.sum())
-        priors[key] = _prior(max(0, n_hits), max(0, n_exposure))
-    return _series_tests(hits, exposure, windows, group=group, metric=metric, priors=priors,
-                         prior_weight=prior_weight)
-
-
-# --- the two trigger families -----------------------------------------------------------------
-
-
-def campaign_rate_tests(events: pd.DataFrame, windows: np.ndarray, *, metrics: Iterable[str] = CAMPAIGN_METRICS,
-                        min_count: int = 3, prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> pd.DataFrame:
-    """Per campaign (all recipients, and each audience cluster), metric and window: count per delivered
-    vs that series' own rest-of-period rate."""
-    with_campaign = events[events["campaign_id"].notna()]
-    delivered = with_campaign[with_campaign["metric"] == "delivered"]
-    channel = delivered.groupby("campaign_id")["object_type"].agg(lambda s: s.mode().iat[0])
-    frames = []
-    for metric in metrics:
-        hits = with_campaign[with_campaign["metric"].isin(METRIC_EVENTS.get(metric, (metric,)))]
-        for ch, campaigns in channel.groupby(channel):
-            ids = set(campaigns.index)
-            ch_hits = hits[hits["campaign_id"].isin(ids)]
-            ch_delivered = delivered[delivered["campaign_id"].isin(ids)]
-            whole = _level_tests(ch_hits, ch_delivered, windows, group=["campaign_id"], metric=metric,
-                                 min_count=min_count, prior_weight=prior_weight)
-            by_cluster = _level_tests(ch_hits.dropna(subset=["cluster"]), ch_delivered.dropna(subset=["cluster"]),
-                                      windows, group=["campaign_id", "cluster"], metric=metric,
-                                      min_count=min_count, prior_weight=prior_weight)
-            for frame in (whole, by_cluster):
-                if len(frame):
-                    frames.append(frame.assign(channel=ch))
-    if not frames:
-        return _empty_tests("campaign_id")
-    out = pd.concat(frames, ignore_index=True)
-    if "cluster" not in out:
-        out["cluster"] = np.nan
-    out["campaign_id"] = out["campaign_id"].astype("int64")
-    out["cluster"] = out["cluster"].astype("Int64")
-    names = events.dropna(subset=["cluster"]).groupby("cluster")["cluster_name"].first()
-    out["cluster_name"] = out["cluster"].map(names)
-    out["kind"] = "campaign"
-    out["series"] = np.where(out["cluster"].isna(), "all recipients", "cluster")
-    out["key"] = "campaign:" + out["campaign_id"].astype(str) + ":" + out["metric"]
-    return out
-
-
-def churn_tests(events: pd.DataFrame, windows: np.ndarray, *, valuable_plans: Iterable[str],
-                min_count: int = 3, prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> pd.DataFrame:
-    """Per cluster and window: churn signals from valuable-plan people per message sent to them."""
-    valuable = events[_valuable(events, valuable_plans) & events["cluster"].notna()]
-    churn = valuable[_churn_mask(valuable)]
-    sent = valuable[valuable["metric"] == "sent"]
-    out = _level_tests(churn, sent, windows, group=["cluster"], metric="churn", min_count=min_count,
-                       prior_weight=prior_weight)
-    if out.empty:
-        return _empty_tests("cluster")
-    out["cluster"] = out["cluster"].astype("Int64")
-    names = events.dropna(subset=["cluster"]).groupby("cluster")["cluster_name"].first()
-    out["cluster_name"] = out["cluster"].map(names)
-    out["kind"] = "churn"
-    out["series"] = "valuable plans"
-    out["key"] = "cluster:" + out["cluster_name"].fillna(out["cluster"].astype(str)).map(_slug) + ":churn"
-    return out
-
-
-def _valuable(events: pd.DataFrame, plans: Iterable[str]) -> pd.Series:
-    wanted = {str(p).lower() for p in plans}
-    return events["plan"].astype("string").str.lower().isin(wanted).fillna(False).astype(bool)
-
-
-def _churn_mask(events: pd.DataFrame) -> pd.Series:
-    failure = events["failure_message"] if "failure_message" in events else pd.Series(None, index=events.index)
-    return events["metric"].isin(CHURN_METRICS) | is_hard_bounce(events["object_type"], events["metric"], failure)
-
-
-def _empty_tests(group: str) -> pd.DataFrame:
-    return pd.DataFrame(columns=["kind", "key", "series", "campaign_id", "cluster", "cluster_name", "metric",
-                                 "window_start", "window_end", "count", "exposure", "total", "total_exposure",
-                                 "prior_rate", "baseline", "p_value"])
+def _label(frame: pd.DataFrame, kind: str, metric: str, names: pd.Series) -> pd.DataFrame:
+    frame = frame.rename(columns={"messages": "exposure"})
+    frame["kind"], frame["metric"] = kind, metric
+    frame["cluster"] = frame["cluster"].astype("Int64")
+    frame["cluster_name"] = frame["cluster"].map(names)
+    frame["baseline"] = np.where(frame["exposure"] > 0, frame["expected"] / frame["exposure"].clip(lower=1), 0.0)
+    if kind == "campaign":
+        frame["campaign_id"] = frame["campaign_id"].astype("int64")
+        frame["key"] = "campaign:" + frame["campaign_id"].astype(str) + ":" + metric
+    else:
+        frame["key"] = "cluster:" + frame["cluster_name"].fillna(frame["cluster"].astype(str)).map(_slug) + ":churn"
+    return frame[_TEST_COLUMNS]
 
 
 # --- from tests to triggers -------------------------------------------------------------------
@@ -339,7 +518,7 @@ def _merge_flagged(flagged: pd.DataFrame) -> list[pd.DataFrame]:
     return groups
 
 
-def audience_breakdown(events: pd.DataFrame, hits: pd.DataFrame, exposure: pd.DataFrame,
+def audience_breakdown(hits: pd.DataFrame, exposure: pd.DataFrame, names: pd.Series | dict,
                        alpha: float) -> dict[str, Any]:
     """Which clusters and plans a window's events came from, and whether one cluster is over-represented.
 
@@ -347,17 +526,17 @@ def audience_breakdown(events: pd.DataFrame, hits: pd.DataFrame, exposure: pd.Da
     exposure, Bonferroni-corrected over the clusters present.
     """
     out: dict[str, Any] = {"plans": _plan_counts(hits), "clusters": []}
-    if not len(hits) or "cluster" not in hits or hits["cluster"].isna().all():
+    if not len(hits) or "group" not in hits or hits["group"].isna().all():
         return out
-    names = _cluster_names(events)
+    names = dict(names)
     n, total_exposure = len(hits), max(1, len(exposure))
     rows = []
-    clusters = sorted(set(exposure["cluster"].dropna()) | set(hits["cluster"].dropna()))
+    clusters = sorted({int(c) for c in pd.concat([exposure["group"], hits["group"]]).dropna()})
     for c in clusters:
-        k = int((hits["cluster"] == c).sum())
-        share = float((exposure["cluster"] == c).sum()) / total_exposure
+        k = int((hits["group"] == c).sum())
+        share = float((exposure["group"] == c).sum()) / total_exposure
         p = float(stats.binomtest(k, n, min(max(share, 1e-9), 1.0), alternative="greater").pvalue) if k else 1.0
-        rows.append({"cluster": int(c), "cluster_name": names.get(c), "events": k,
+        rows.append({"cluster": c, "cluster_name": names.get(c), "events": k,
                      "event_share": round(k / n, 4), "exposure_share": round(share, 4),
                      "p_adjusted": min(1.0, p * len(clusters))})
     rows.sort(key=lambda r: (r["p_adjusted"], -r["events"]))
@@ -373,98 +552,130 @@ def _plan_counts(hits: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in hits["plan"].astype(object).fillna("unknown").value_counts().items()}
 
 
-def _cluster_names(events: pd.DataFrame) -> pd.Series:
-    if "cluster_name" not in events:
-        return pd.Series(dtype=object)
-    return events.dropna(subset=["cluster"]).groupby("cluster")["cluster_name"].first()
+def _rows_of(frame: pd.DataFrame, strata: list[tuple[str, str]], group: Any | None) -> pd.DataFrame:
+    scope = frame[frame["stratum"].isin(strata)]
+    return scope if group is None else scope[scope["group"] == group]
 
 
-def series_events(events: pd.DataFrame, row: pd.Series | dict, valuable_plans: Iterable[str] = ()
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(events counted, exposure) of the series a test row belongs to."""
+def _family_strata(family: _Family, row: pd.Series | dict) -> list[tuple[str, str]]:
+    """The strata of a test row's series: its campaign's channels, or every source (churn)."""
     if row["kind"] == "campaign":
-        scope = events[events["campaign_id"] == row["campaign_id"]]
-        if not pd.isna(row.get("cluster")):
-            scope = scope[scope["cluster"] == row["cluster"]]
-        hits = scope[scope["metric"].isin(METRIC_EVENTS.get(row["metric"], (row["metric"],)))]
-        return hits, scope[scope["metric"] == "delivered"]
-    scope = events[(events["cluster"] == row["cluster"]) & _valuable(events, valuable_plans)]
-    return scope[_churn_mask(scope)], scope[scope["metric"] == "sent"]
+        return [s for s in family.strata if s[0] == f"campaign:{int(row['campaign_id'])}"]
+    return list(family.strata)
 
 
-def _trigger(group: pd.DataFrame, events: pd.DataFrame, *, valuable_plans: Sequence[str],
-             prior_weight: float, alpha: float) -> Trigger:
+def _trigger(group: pd.DataFrame, family: _Family, names: pd.Series, alpha: float) -> Trigger:
+    """One trigger from a group of overlapping flagged windows: its most significant window's figures."""
     best = group.sort_values(["p_adjusted", "p_value"]).iloc[0]
-    start, end = int(group["window_start"].min()), int(group["window_end"].max())
-    hits, exposure = series_events(events, best, valuable_plans)
-    inside = lambda f: f[(f["timestamp"] >= start) & (f["timestamp"] < end)]  # noqa: E731
-    hits_in, exposure_in = inside(hits), inside(exposure)
-    count, shown = len(hits_in), max(len(exposure_in), len(hits_in))
-    p, baseline = exceedance_test(np.array([count]), np.array([shown]), np.array([len(hits) - count]),
-                                  np.array([len(exposure) - len(exposure_in)]), float(best["prior_rate"]),
-                                  prior_weight)
-    kind = best["kind"]
-    cluster = None if pd.isna(best.get("cluster")) else int(best["cluster"])
-    cluster_name = None if cluster is None else best.get("cluster_name")
-    if kind == "campaign":
-        # The audience is described over all recipients of the campaign in the span.
-        all_rows = dict(best)
-        all_rows["cluster"] = None
-        campaign_hits, campaign_exposure = series_events(events, all_rows)
-        audience = audience_breakdown(events, inside(campaign_hits), inside(campaign_exposure), alpha)
-        if cluster is None and "concentrated_in" in audience:
+    start, end = int(best["window_start"]), int(best["window_end"])
+    cluster = None if pd.isna(best["cluster"]) else int(best["cluster"])
+    campaign_id = None if best["kind"] != "campaign" else int(best["campaign_id"])
+    strata = _family_strata(family, best)
+    inside = lambda f: f[(f["time"] >= start) & (f["time"] < end)]  # noqa: E731
+    cluster_name = None if cluster is None else names.get(cluster)
+    if campaign_id is not None:
+        exposure = family.exposure[family.exposure["counted"]]
+        audience = audience_breakdown(inside(_rows_of(family.hits, strata, None)),
+                                      inside(_rows_of(exposure, strata, None)), names, alpha)
+        flagged = group[group["series"] == "cluster"].sort_values(["p_adjusted", "p_value"])
+        if cluster is None and len(flagged):  # one audience's own test was significant too
+            cluster = int(flagged["cluster"].iat[0])
+            cluster_name = names.get(cluster)
+        elif cluster is None and "concentrated_in" in audience:
             cluster, cluster_name = audience["concentrated_in"]["cluster"], audience["concentrated_in"]["cluster_name"]
+        audience["flagged_clusters"] = sorted({int(c) for c in flagged["cluster"]})
     else:
-        audience = {"plans": _plan_counts(hits_in)}
-    audience["series"] = best["series"]
+        audience = {"plans": _plan_counts(inside(_rows_of(family.hits, strata, cluster)))}
+    audience["series"] = str(best["series"])
+    audience["flagged_span"] = [pd.Timestamp(int(group["window_start"].min()), unit="s", tz="UTC").isoformat(),
+                                pd.Timestamp(int(group["window_end"].max()), unit="s", tz="UTC").isoformat()]
+    count, shown = int(best["count"]), int(best["exposure"])
     return Trigger(
-        kind=kind, key=best["key"], metric=best["metric"],
+        kind=str(best["kind"]), key=str(best["key"]), metric=str(best["metric"]),
         window_start=pd.Timestamp(start, unit="s", tz="UTC"), window_end=pd.Timestamp(end, unit="s", tz="UTC"),
-        count=int(count), exposure=int(shown), rate=count / shown if shown else 0.0,
-        baseline=float(baseline[0]), p_value=float(p[0]), p_adjusted=float(group["p_adjusted"].min()),
-        campaign_id=int(best["campaign_id"]) if kind == "campaign" else None,
+        count=count, exposure=shown, rate=count / shown if shown else 0.0, baseline=float(best["baseline"]),
+        p_value=float(best["p_value"]), p_adjusted=float(best["p_adjusted"]), campaign_id=campaign_id,
         cluster=cluster, cluster_name=None if cluster_name is None or pd.isna(cluster_name) else str(cluster_name),
-        series=str(best["series"]), audience=audience,
+        series=str(best["series"]), audience=audience, expected=round(float(best["expected"]), 3),
     )
 
 
-def find_triggers(events: pd.DataFrame, *, window_hours: float = 24, step_hours: float = 6,
+def find_triggers(events: pd.DataFrame, *, window_hours: float = 24, step_hours: float = 12,
                   valuable_plans: Iterable[str] = ("pro", "business", "enterprise"), alpha: float = 0.05,
-                  min_count: int = 3, prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> TriggerResult:
+                  min_count: int = 3, scales: Sequence[float] = DEFAULT_SCALES) -> TriggerResult:
     """Test every campaign and cluster window, correct across all of them, merge, and return triggers.
 
-    `events` is the enriched event log: event_id, object_type, metric, timestamp, campaign_id, plan,
-    cluster, cluster_name (and optionally failure_message).
+    `events` is the enriched event log: event_id, object_type, metric, timestamp, campaign_id,
+    delivery_id, plan, cluster, cluster_name (and optionally newsletter_id, broadcast_id,
+    failure_message).
     """
     if not 0 < alpha < 1:
         raise InvalidParameter(f"alpha must be between 0 and 1, got {alpha}")
     if min_count < 1:
         raise InvalidParameter(f"min_count must be at least 1, got {min_count}")
     valuable_plans = [str(p) for p in valuable_plans]
-    parameters = {"window_hours": window_hours, "step_hours": step_hours, "valuable_plans": valuable_plans,
-                  "alpha": alpha, "min_count": min_count, "prior_weight": prior_weight,
-                  "metrics": list(CAMPAIGN_METRICS), "correction": "benjamini-hochberg",
-                  "test": "one-sided beta-binomial predictive: baseline = the series' own rest-of-period "
-                          "rate with a Beta prior at the other campaigns' rate"}
+    parameters = {"window_hours": window_hours, "step_hours": step_hours, "scales": list(scales),
+                  "valuable_plans": valuable_plans, "alpha": alpha, "min_count": min_count,
+                  "metrics": list(CAMPAIGN_METRICS), "correction": "Tarone filter + Benjamini-Hochberg",
+                  "test": "one-sided gamma-Poisson predictive: expected = messages x the source's own rate "
+                          "elsewhere (pulled towards its channel's), hour-of-week/burst weights when the "
+                          "data shows them; variance adds the rate's uncertainty, audience spread and "
+                          "day-to-day over-dispersion",
+                  "floors": {"source_cv": baselines.SOURCE_CV_FLOOR, "audience_cv": baselines.AUDIENCE_CV_FLOOR,
+                             "day_cv": baselines.DAY_CV_FLOOR}}
     events = events[events["timestamp"].notna()].copy()
-    for column in ("campaign_id", "cluster", "cluster_name", "plan"):
+    for column in ("campaign_id", "cluster", "cluster_name", "plan", "delivery_id", "object_type"):
         if column not in events:
             events[column] = pd.Series(None, index=events.index, dtype=object)
     events["timestamp"] = events["timestamp"].astype("int64")
     if events.empty:
-        return TriggerResult([], _empty_tests("campaign_id"), parameters)
-    windows = rolling_windows(*_period(events), window_hours, step_hours)
-    parts = [campaign_rate_tests(events, windows, min_count=min_count, prior_weight=prior_weight),
-             churn_tests(events, windows, valuable_plans=valuable_plans, min_count=min_count,
-                         prior_weight=prior_weight)]
-    tests = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) \
-        else _empty_tests("campaign_id")
-    tests["p_adjusted"] = benjamini_hochberg(tests["p_value"].to_numpy(dtype=float))
+        return TriggerResult([], _empty_tests(), {**parameters, "tests": 0})
+    start, end = int(events["timestamp"].min()), int(events["timestamp"].max())
+    windows = _scan_windows(start, end, window_hours, step_hours, scales)
+    delivered = cohorts.deliveries(events)
+    names = events.dropna(subset=["cluster"]).groupby("cluster")["cluster_name"].first()
+    names.index = names.index.astype(int)
+    frames, models = [], {}
+    for family, tests_of in ((_campaign_family(events, delivered), _campaign_tests),
+                             (_churn_family(events, delivered, valuable_plans), _churn_tests)):
+        if not len(family.strata):
+            continue
+        guard = int(window_hours * max(scales) * _HOUR)
+        _weigh(family, windows, guard)
+        model = _Model.fit(family, start, end, guard, windows)
+        models[family.kind] = model
+        sums = _Sums.of(family, windows)
+        parts = tests_of(model, windows, sums)
+        if parts:
+            frames.append(_label(_frame(parts), family.kind, family.metric, names))
+    tests = pd.concat(frames, ignore_index=True) if frames else _empty_tests()
+    tests = tests[tests["exposure"] > 0].reset_index(drop=True) if len(tests) else tests
+    adjusted, testable = baselines.discrete_bh(tests["p_value"].to_numpy(float), tests["p_min"].to_numpy(float),
+                                               alpha)
+    tests["p_adjusted"], tests["testable"] = adjusted, testable
     exposure = tests["exposure"].astype(float)
     tests["rate"] = np.where(exposure > 0, tests["count"].astype(float) / exposure.clip(lower=1), 0.0)
     tests["flagged"] = (tests["p_adjusted"] <= alpha) & (tests["count"] >= min_count)
-    triggers = [_trigger(group, events, valuable_plans=valuable_plans, prior_weight=prior_weight, alpha=alpha)
+    triggers = [_trigger(group, models[group["kind"].iat[0]].family, names, alpha)
                 for group in _merge_flagged(tests[tests["flagged"]])]
     triggers.sort(key=lambda t: (t.p_adjusted, t.key))
     parameters["tests"] = int(len(tests))
-    return TriggerResult(triggers, tests, parameters)
+    parameters["testable"] = int(tests["testable"].sum()) if len(tests) else 0
+    checks = {kind: model.checks() for kind, model in models.items()}
+    return TriggerResult(triggers, tests, parameters, checks)
+
+
+def series_events(events: pd.DataFrame, row: pd.Series | dict, valuable_plans: Iterable[str] = ()
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(events counted, exposure) of the series a test row belongs to, timestamped by their delivery."""
+    delivered = cohorts.deliveries(events)
+    if row["kind"] == "campaign":
+        family = _campaign_family(events, delivered)
+    else:
+        family = _churn_family(events, delivered, list(valuable_plans))
+    strata = _family_strata(family, row)
+    group = None if row.get("cluster") is None or pd.isna(row.get("cluster")) else row["cluster"]
+    hits = _rows_of(family.hits, strata, group).rename(columns={"time": "timestamp"})
+    exposure = _rows_of(family.exposure[family.exposure["counted"]], strata, group).rename(
+        columns={"time": "timestamp"})
+    return hits, exposure

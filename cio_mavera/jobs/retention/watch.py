@@ -33,7 +33,7 @@ class ResearchLoop:
     """Evaluate triggers and request research on a schedule, from the worker loop."""
 
     def __init__(self, conn: Connection, event_log_dir: str | Path, *, max_credits: int = 600,
-                 interval_s: float = 60.0, window_hours: float = 24, step_hours: float = 6,
+                 interval_s: float = 60.0, window_hours: float = 24, step_hours: float = 12,
                  valuable_plans: Sequence[str] = ("pro", "business", "enterprise"), alpha: float = 0.05,
                  cooldown_hours: float = 24,
                  clock: Callable[[], float] = time.monotonic) -> None:

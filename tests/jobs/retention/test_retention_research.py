@@ -23,7 +23,7 @@ from cio_mavera.pii import contains_pii
 from cio_mavera.sandbox.server import SandboxServer, start_sandbox
 
 pytestmark = pytest.mark.slow
-EVENTS = 4000
+EVENTS = pipeline.DEFAULT_EVENTS  # the notebook's default replay
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,10 @@ def test_the_replay_goes_through_the_receiver_and_the_log_holds_each_event_once(
 def test_enrichment_fetches_missing_people_in_bulk_once_then_from_the_store(conn, enriched):
     people = enriched.stats["people"]
     assert enriched.stats["fetched"] == people and enriched.stats["requests"] == math.ceil(people / 100)
-    assert enriched.events["plan"].notna().all() and enriched.events["cluster"].notna().all()
+    # Realistic workspaces miss whole attribute groups: a quarter of people have no billing data.
+    with_plan = enriched.events.drop_duplicates("cio_id")["plan"].notna().mean()
+    assert 0.5 < with_plan < 1 and enriched.events["cluster"].notna().all()
+    assert set(enriched.events["plan"].dropna()) <= {"free", "starter", "pro", "business", "enterprise"}
     assert not {"email", "first_name", "last_name", "phone", "payload"} & set(enriched.events.columns)
     again = enrichment.enrich_events(conn, data.load_event_log(conn))
     assert again.stats["fetched"] == 0 and again.stats["requests"] == 0 and again.stats["from_store"] == people

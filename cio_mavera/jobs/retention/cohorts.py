@@ -1,0 +1,108 @@
+"""Job 3 cohorts: each delivery with its source and audience, and each opt-out dated by its delivery.
+
+An unsubscribe is an answer to a message, so it belongs to the moment that message arrived: a
+window's rate is "opt-outs from messages delivered in the window per message delivered in it".
+Dating opt-outs by their own timestamp instead would push the opt-outs of a late-evening broadcast
+into the next day's window, whose deliveries do not include it, and make an ordinary burst look
+like a spike. Each event carries its `delivery_id`, so the match is exact; an opt-out whose
+delivery is not in the log (it was delivered before the log starts, or it is an SMS STOP reply
+without delivery fields) keeps its own timestamp.
+
+Sources: a campaign (`campaign:<id>`), a newsletter (`newsletter:<id>`), an API-triggered broadcast
+(`broadcast:<id>`), or, for outcomes without delivery fields, `<channel>:unattributed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CHURN_METRICS", "OPT_OUT_METRICS", "deliveries", "is_hard_bounce", "outcomes", "valuable"]
+
+OPT_OUT_METRICS = ("unsubscribed", "spammed")  # one decision by the recipient to stop hearing from you
+CHURN_METRICS = OPT_OUT_METRICS  # plus hard bounces
+# Permanent failures: bad mailbox (SMTP 5.1.x / 550, 551, 553 "user unknown"), from reference §5.4's
+# `failure_message`. Mailbox-full (5.2.2) and content blocks (5.7.1) are temporary or policy bounces.
+_HARD_BOUNCE = (r"\b5\.1\.\d\b|\b55[013]\b.*(?:not exist|unknown|no such|invalid)|does not exist|"
+                r"user unknown|no such user|invalid (?:recipient|address)")
+_SOURCE_COLUMNS = (("campaign_id", "campaign"), ("newsletter_id", "newsletter"), ("broadcast_id", "broadcast"))
+
+
+def is_hard_bounce(object_type: pd.Series, metric: pd.Series, failure_message: pd.Series) -> pd.Series:
+    """True for permanent delivery failures: bad mailboxes (email) and invalid device tokens (push)."""
+    bounced = metric.eq("bounced")
+    text = failure_message.fillna("").astype(str)
+    email_hard = object_type.eq("email") & text.str.contains(_HARD_BOUNCE, case=False, regex=True)
+    push_hard = object_type.eq("push")  # §5.4: a push bounce means at least one invalid token
+    return bounced & (email_hard | push_hard)
+
+
+def valuable(events: pd.DataFrame, plans: Iterable[str]) -> pd.Series:
+    """True for events of people on one of `plans` (plan names compared lower-case, trimmed)."""
+    wanted = {str(p).strip().lower() for p in plans}
+    if "plan" not in events:
+        return pd.Series(False, index=events.index)
+    plan = events["plan"].astype("string").str.strip().str.lower()
+    return plan.isin(wanted).fillna(False).astype(bool)
+
+
+def _source(events: pd.DataFrame) -> pd.Series:
+    """`campaign:<id>`, `newsletter:<id>`, `broadcast:<id>` or `<channel>:unattributed` per event."""
+    out = events["object_type"].fillna("unknown").astype(str) + ":unattributed"
+    for column, kind in reversed(_SOURCE_COLUMNS):  # a campaign id wins over the others
+        if column in events:
+            ids = pd.to_numeric(events[column], errors="coerce")
+            has = ids.notna()
+            out = out.where(~has, kind + ":" + ids.fillna(0).astype("int64").astype(str))
+    return out
+
+
+def deliveries(events: pd.DataFrame) -> pd.DataFrame:
+    """One row per delivery_id: source, campaign_id, channel, cio_id, cluster, plan, sent_at, delivered_at."""
+    columns = ["delivery_id", "source", "campaign_id", "channel", "cio_id", "cluster", "cluster_name", "plan",
+               "sent_at", "delivered_at"]
+    if "delivery_id" not in events or events.empty:
+        return pd.DataFrame(columns=columns)
+    steps = events[events["metric"].isin(("sent", "delivered", "bounced")) & events["delivery_id"].notna()]
+    if steps.empty:
+        return pd.DataFrame(columns=columns)
+    steps = steps.assign(source=_source(steps))
+    first = steps.sort_values("timestamp").drop_duplicates("delivery_id")
+    out = first.set_index("delivery_id")[["source", "campaign_id", "object_type", "cio_id", "cluster",
+                                          "cluster_name", "plan"]].rename(columns={"object_type": "channel"})
+    for metric, name in (("sent", "sent_at"), ("delivered", "delivered_at")):
+        times = steps[steps["metric"] == metric].groupby("delivery_id")["timestamp"].min()
+        out[name] = times.reindex(out.index)
+    # A delivery seen only as `delivered` (its `sent` fell before the log) was sent about then.
+    out["sent_at"] = out["sent_at"].fillna(out["delivered_at"])
+    return out.reset_index()[columns]
+
+
+def outcomes(events: pd.DataFrame, delivered: pd.DataFrame, metrics: Iterable[str],
+             hard_bounces: bool = False) -> pd.DataFrame:
+    """The outcome events (`metrics`, plus hard bounces if asked), each with `at`: its delivery's time.
+
+    `at` is the delivery's delivered_at (sent_at for bounces, which never arrive), or the event's own
+    timestamp when its delivery is not in the log; `matched` says which.
+    """
+    wanted = events["metric"].isin(tuple(metrics))
+    if hard_bounces:
+        failure = events["failure_message"] if "failure_message" in events else pd.Series(None, index=events.index)
+        wanted |= is_hard_bounce(events["object_type"], events["metric"], failure)
+    hits = events[wanted].copy()
+    hits["source"] = _source(hits)
+    at = pd.Series(np.nan, index=hits.index)
+    if len(delivered) and "delivery_id" in hits:
+        by_id = delivered.set_index("delivery_id")
+        use_sent = hits["metric"].eq("bounced")
+        at = hits["delivery_id"].map(by_id["delivered_at"]).where(~use_sent,
+                                                                 hits["delivery_id"].map(by_id["sent_at"]))
+        # The delivery's audience and source hold even when the outcome event itself lacks them.
+        for column in ("source", "campaign_id", "cluster", "cluster_name", "plan"):
+            known = hits["delivery_id"].map(by_id[column])
+            hits[column] = known.where(known.notna(), hits[column]) if column in hits else known
+    hits["matched"] = at.notna().to_numpy()
+    hits["at"] = at.fillna(hits["timestamp"]).astype("int64")
+    return hits

@@ -17,7 +17,9 @@ import os
 import re
 import secrets as _random
 import shlex
+import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -208,6 +210,14 @@ class IpcKernelManager(AsyncKernelManager):
     @default("transport")
     def _default_transport(self) -> str:
         return "ipc"
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        # jupyter_client would use "kernel-ipc" in the working directory (the project root), so
+        # two runs at once (a batch) raced for the same socket files and one kernel's messages
+        # reached the other ("Invalid Signature"). Each kernel gets its own path; its socket
+        # files are removed when it shuts down.
+        return os.path.join(tempfile.gettempdir(), f"cio-mavera-kernel-{uuid.uuid4().hex}")
 
 
 def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, out_dir: Path | None = None,

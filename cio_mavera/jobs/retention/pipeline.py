@@ -25,7 +25,7 @@ from cio_mavera.errors import CioMaveraError, InvalidParameter
 from cio_mavera.jobs.retention.data import PIPELINE_DIR
 from cio_mavera.jobs.retention.parameters import PARAMETERS
 from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
-from cio_mavera.receiver.queues import open_queue
+from cio_mavera.receiver.queues import SqliteQueue
 from cio_mavera.receiver.worker import drain_once
 from cio_mavera.sandbox.server import shared_sandbox
 from cio_mavera.sandbox.webhooks import generate_events, replay
@@ -106,7 +106,8 @@ def run_sandbox_pipeline(conn: Connection, events: int = DEFAULT_EVENTS, seed: i
                                end=settings.sandbox_end, world=settings.sandbox_world).state.workspace
     stream = generate_events(workspace, events, seed=seed)
     seconds["generate"] = round(time.perf_counter() - started, 3)
-    queue = open_queue(root / "queue" / "webhooks.sqlite3")
+    # A throwaway queue, rebuilt on every run: no fsync per commit (a crash loses nothing worth keeping).
+    queue = SqliteQueue(root / "queue" / "webhooks.sqlite3", synchronous="normal")
     try:
         with ReceiverThread(create_app(queue, secret)) as receiver:
             started = time.perf_counter()

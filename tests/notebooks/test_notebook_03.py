@@ -74,7 +74,10 @@ def test_the_trigger_audience_is_the_planted_cluster(default_run):
     members = clusters.loc[clusters["cluster"] == trigger["cluster"], "cio_id"]
     labels = Counter(truth["clusters"]["assignments"][c] for c in members)
     assert labels.most_common(1)[0][0] == truth["spike"]["cluster"]
-    assert set(trigger["audience"]["plans"]) <= {"free", "starter"}  # the planted cluster's plans
+    # Realistic clusters share plans and a quarter of people have none on record ("unknown"), but the
+    # planted cluster's own plans (free and starter) are most of the opt-outs with a plan.
+    plans = {k: v for k, v in trigger["audience"]["plans"].items() if k != "unknown"}
+    assert sum(v for k, v in plans.items() if k in ("free", "starter")) > 0.5 * sum(plans.values())
 
 
 def test_report_html_is_code_free_and_self_contained(default_run):

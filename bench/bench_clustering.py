@@ -1,14 +1,17 @@
 """Job 2 analysis at scale: typing + PII strip + clustering + profiles, time and peak memory.
 
     .venv/bin/python bench/bench_clustering.py [--customers 100000] [--million 1000000] [--seed 7]
+                                               [--world realistic|clean] [--method mixture|kmeans|gmm]
 
 Part 1 builds the string attribute frame exactly as the App API returns it (the sandbox
 generator's `customer_attribute_strings`, not timed as analysis), then times each analysis step.
 Part 2 times the clustering step alone (features, relevance weighting, choose_k, fit) on
 `--million` rows; its string frame is built column-wise (pyarrow strings) to keep the bench quick.
 Memory is the peak RSS during each step minus the RSS before it (Linux: VmHWM reset via
-/proc/self/clear_refs; elsewhere the process peak from getrusage). Prints figures, asserts nothing.
-Targets: 100k end to end < 60 s and < 2 GB; 1M clustering < 120 s.
+/proc/self/clear_refs; elsewhere the process peak from getrusage). The world is the sandbox's
+default (realistic: overlapping clusters, missing attribute groups, messy strings) unless
+`--world clean`; the method is the notebook's (the mixture model) unless `--method`. Prints
+figures, asserts nothing. Targets: 100k end to end < 60 s and < 2 GB; 1M clustering < 120 s.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
 from cio_mavera.jobs.audiences.clustering import cluster, prepare_attributes  # noqa: E402
 from cio_mavera.jobs.audiences.profiles import profile_clusters, profile_text  # noqa: E402
-from cio_mavera.sandbox.workspace import customer_attribute_strings, generate_workspace  # noqa: E402
+from cio_mavera.sandbox.workspace import World, customer_attribute_strings, generate_workspace  # noqa: E402
 
 NOW = "2025-06-01"
 END = dt.date(2025, 6, 1)
@@ -74,18 +77,19 @@ def _truth(ws, index: pd.Index) -> np.ndarray:
     return np.array([assignments[c] for c in index])
 
 
-def bench_end_to_end(n: int, seed: int) -> None:
-    print(f"\n== {n:,} customers, seed {seed}: typing + PII strip + clustering + profiles ==")
+def bench_end_to_end(n: int, seed: int, world: str, method: str) -> None:
+    print(f"\n== {n:,} customers, seed {seed}, {world} world, {method}: typing + PII strip + "
+          "clustering + profiles ==")
     results: dict = {}
     t = time.perf_counter()
-    ws = generate_workspace(seed=seed, customers=n, end=END)
+    ws = generate_workspace(seed=seed, customers=n, end=END, world=World.named(world))
     raw = pd.DataFrame(customer_attribute_strings(ws, range(n)))
     print(f"  (string frame built in {time.perf_counter() - t:.1f} s: {raw.shape[0]:,} rows x "
           f"{raw.shape[1]} columns, not part of the analysis figures)")
     with measure("typing + PII strip", results):
         typed, schema = prepare_attributes(raw, now=NOW)
     with measure("clustering (features, k, fit)", results):
-        result = cluster(typed, schema, seed=seed)
+        result = cluster(typed, schema, seed=seed, method=method)
     with measure("profiles + texts", results):
         profiles = profile_clusters(typed, result.labels)
         texts = [profile_text(p) for p in profiles.clusters]
@@ -93,16 +97,17 @@ def bench_end_to_end(n: int, seed: int) -> None:
     peak = max(v[1] for v in results.values())
     ari = adjusted_rand_score(_truth(ws, typed.index), result.labels.to_numpy())
     print(f"  TOTAL analysis {total:.1f} s, largest step peak RSS +{peak:.0f} MB; "
-          f"k={result.k} (truth {ws.truth['clusters']['k']}), ARI vs truth {ari:.3f}")
+          f"k={result.k} (truth {ws.truth['clusters']['k']}, structure "
+          f"{getattr(result.selection, 'clarity', '-')}), ARI vs truth {ari:.3f}")
     print(f"  kept {len(schema.kept())} of {len(schema)} attributes, {len(result.feature_names)} "
           f"features; example persona text:\n    {texts[0]}")
 
 
-def bench_million(n: int, seed: int) -> None:
-    print(f"\n== {n:,} customers, seed {seed}: clustering step alone ==")
+def bench_million(n: int, seed: int, world: str, method: str) -> None:
+    print(f"\n== {n:,} customers, seed {seed}, {world} world, {method}: clustering step alone ==")
     results: dict = {}
     t = time.perf_counter()
-    ws = generate_workspace(seed=seed, customers=n, end=END)
+    ws = generate_workspace(seed=seed, customers=n, end=END, world=World.named(world))
     raw = pd.DataFrame({
         c: ws.customers[c].astype("string[pyarrow]") if not pd.api.types.is_datetime64_dtype(
             ws.customers[c]) else ws.customers[c].dt.strftime("%Y-%m-%d").astype("string[pyarrow]")
@@ -113,10 +118,10 @@ def bench_million(n: int, seed: int) -> None:
         typed, schema = prepare_attributes(raw, now=NOW)
     del raw
     with measure("clustering (features, k, fit)", results):
-        result = cluster(typed, schema, seed=seed)
+        result = cluster(typed, schema, seed=seed, method=method)
     ari = adjusted_rand_score(ws.cluster_labels, result.labels.to_numpy())
     print(f"  k={result.k} (truth {ws.truth['clusters']['k']}), ARI vs truth {ari:.3f}, "
-          f"mini-batch k-means on {len(result.features):,} x {result.features.shape[1]} features")
+          f"{len(result.features):,} customers x {len(result.feature_names)} attributes")
 
 
 def main() -> None:
@@ -124,10 +129,12 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--million", type=int, default=1_000_000, help="0 skips part 2")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--world", choices=("realistic", "clean"), default="realistic")
+    parser.add_argument("--method", choices=("mixture", "kmeans", "gmm"), default="mixture")
     args = parser.parse_args()
-    bench_end_to_end(args.customers, args.seed)
+    bench_end_to_end(args.customers, args.seed, args.world, args.method)
     if args.million:
-        bench_million(args.million, args.seed)
+        bench_million(args.million, args.seed, args.world, args.method)
 
 
 if __name__ == "__main__":

@@ -234,21 +234,15 @@ def _family(kind: str, metric: str, exposure: pd.DataFrame, hits: pd.DataFrame) 
     return _Family(kind, metric, exposure, hits, strata, groups, TimeEffects(len(hits)))
 
 
-def _weigh(family: _Family, windows: np.ndarray, guard: int) -> None:
+def _weigh(family: _Family, windows: np.ndarray) -> None:
     """Fit hour-of-week and burst effects without each source's most anomalous span; weigh exposure by them.
 
     A spike is itself a burst with a high rate: fitted on data that include it, a "burst effect"
     would explain the spike away.
     """
-    spans = _worst_spans(family, windows, guard)
-    index = family.exposure["stratum"].map(family.index).to_numpy()
-    hit_index = family.hits["stratum"].map(family.index).to_numpy()
-    lo, hi = np.full(len(family.strata), -1), np.full(len(family.strata), -1)
-    for s, (start, end) in spans.items():
-        lo[s], hi[s] = start, end
-    ex_time, hit_time = family.exposure["time"].to_numpy(), family.hits["time"].to_numpy()
-    outside = ~((ex_time >= lo[index]) & (ex_time < hi[index]))
-    hits_outside = ~((hit_time >= lo[hit_index]) & (hit_time < hi[hit_index])) if len(hit_time) else np.zeros(0, bool)
+    spans = _worst_spans(family, windows)
+    outside = ~_set_aside_rows(family, spans, family.exposure)
+    hits_outside = ~_set_aside_rows(family, spans, family.hits)
     counted = family.exposure["counted"].to_numpy(bool)
     family.effects = fit_time_effects(family.exposure[outside & counted], family.hits[hits_outside])
     if family.effects.used:
@@ -312,10 +306,10 @@ class _Model:
     set_aside: int  # sources whose most anomalous span was set aside
 
     @classmethod
-    def fit(cls, family: _Family, start: int, end: int, guard: int, windows: np.ndarray) -> _Model:
+    def fit(cls, family: _Family, start: int, end: int, windows: np.ndarray) -> _Model:
         everyone = family.everyone
         k_total, x_total = family.totals()
-        spans = _worst_spans(family, windows, guard)
+        spans = _worst_spans(family, windows)
         clean_k, clean_x = k_total.copy(), x_total.copy()
         if spans:
             strata = sorted(spans)
@@ -360,21 +354,39 @@ class _Model:
 SET_ASIDE_P = 1e-3  # a source's most anomalous span is set aside from the estimates when this improbable
 
 
-def _worst_spans(family: _Family, windows: np.ndarray, guard: int) -> dict[int, tuple[int, int]]:
-    """Per stratum, its most anomalous guarded span, when that span's count is improbable at the rate
-    the stratum has outside it (Poisson tail below SET_ASIDE_P); ordinary sources keep all their data."""
-    everyone = family.everyone
+def _worst_spans(family: _Family, windows: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Per stratum, its most anomalous span (a window and half its length on either side), set aside
+    for the whole stratum when the span's count, for everyone or for one audience, is improbable at
+    the rate that cell has outside it (Poisson tail below SET_ASIDE_P); ordinary sources keep all their
+    data. A spike in one audience shows there even when it barely moves its source as a whole."""
     if not len(windows):
         return {}
-    spans_of = windows + np.array([-guard, guard])
+    half = (windows[:, 1] - windows[:, 0])[:, None] // 2
+    spans_of = windows + np.hstack([-half, half])
     k_total, x_total = family.totals()
     k, x, _ = family.sums(spans_of)
-    k, x = k[:, everyone], x[:, everyone]
-    outside = (k_total[:, everyone][:, None] - k + 0.5) / (x_total[:, everyone][:, None] - x + 1.0)
-    p = stats.poisson.sf(k - 1, np.maximum(x * outside, 1e-12))
-    worst = np.argmin(p, axis=1)
-    return {s: (int(spans_of[w, 0]), int(spans_of[w, 1])) for s, w in enumerate(worst)
-            if p[s, w] < SET_ASIDE_P and k[s, w] >= 3}
+    outside = (k_total[:, :, None] - k + 0.5) / (x_total[:, :, None] - x + 1.0)
+    p = np.where(k >= 3, stats.poisson.sf(k - 1, np.maximum(x * outside, 1e-12)), 1.0)
+    flat = p.reshape(len(family.strata), -1)
+    best = np.argmin(flat, axis=1)
+    spans = {}
+    for s, cell in enumerate(best):
+        if flat[s, cell] < SET_ASIDE_P:
+            w = cell % len(windows)
+            spans[s] = (int(spans_of[w, 0]), int(spans_of[w, 1]))
+    return spans
+
+
+def _set_aside_rows(family: _Family, spans: dict[int, tuple[int, int]], frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of `frame` (exposure or hits) fall in their stratum's set-aside span."""
+    if not len(frame):
+        return np.zeros(0, bool)
+    stratum = frame["stratum"].map(family.index).to_numpy()
+    lo, hi = np.full(len(family.strata), -1), np.full(len(family.strata), -1)
+    for s, (start, end) in spans.items():
+        lo[s], hi[s] = start, end
+    time = frame["time"].to_numpy()
+    return (time >= lo[stratum]) & (time < hi[stratum])
 
 
 @dataclass
@@ -640,9 +652,8 @@ def find_triggers(events: pd.DataFrame, *, window_hours: float = 24, step_hours:
                              (_churn_family(events, delivered, valuable_plans), _churn_tests)):
         if not len(family.strata):
             continue
-        guard = int(window_hours * max(scales) * _HOUR)
-        _weigh(family, windows, guard)
-        model = _Model.fit(family, start, end, guard, windows)
+        _weigh(family, windows)
+        model = _Model.fit(family, start, end, windows)
         models[family.kind] = model
         sums = _Sums.of(family, windows)
         parts = tests_of(model, windows, sums)

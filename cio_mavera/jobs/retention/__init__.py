@@ -2,7 +2,9 @@
 
 Rooms (the same in every job): `data` (the event log) and `pipeline` (sandbox mode's receiver,
 replay and worker), `enrichment` + `triggers` + `analysis` (attributes and clusters per event, spike
-tests, rate tables), the Mavera step (`research`, and `watch` for the worker), `charts`, `narrative`
+tests, rate tables; the spike tests stand on `cohorts` (opt-outs dated by their delivery), `cells`
+(exposure and events by source, audience and window), `baselines` (the null model) and
+`time_effects`), the Mavera step (`research`, and `watch` for the worker), `charts`, `narrative`
 (report text) and `results` (results.json).
 """
 

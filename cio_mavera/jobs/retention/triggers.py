@@ -41,13 +41,18 @@ from scipy import stats
 from cio_mavera.errors import InvalidParameter
 from cio_mavera.jobs.retention import baselines, cohorts
 from cio_mavera.jobs.retention.baselines import benjamini_hochberg
-from cio_mavera.jobs.retention.cohorts import is_hard_bounce
-from cio_mavera.jobs.retention.time_effects import (
-    TimeEffects,
-    burst_flags,
-    fit_time_effects,
-    hour_of_week_class,
+from cio_mavera.jobs.retention.cells import (
+    Family,
+    WindowSums,
+    campaign_family,
+    churn_family,
+    day_windows,
+    rolling_windows,
+    scan_windows,
+    weigh,
+    worst_spans,
 )
+from cio_mavera.jobs.retention.cohorts import is_hard_bounce
 
 __all__ = [
     "CAMPAIGN_METRICS",
@@ -64,7 +69,6 @@ __all__ = [
 
 CAMPAIGN_METRICS = ("opt_out",)
 DEFAULT_SCALES = (1, 2)  # windows of window_hours and of twice that: spikes last a day or two
-_HOUR, _DAY = 3600, 86400
 
 
 @dataclass(frozen=True)
@@ -119,169 +123,6 @@ class TriggerResult:
         return pd.DataFrame([asdict(t) for t in self.triggers])
 
 
-# --- windows ----------------------------------------------------------------------------------
-
-
-def rolling_windows(start: int, end: int, window_hours: float, step_hours: float) -> np.ndarray:
-    """(n, 2) int array of [start, end) unix-second windows stepping over [start, end].
-
-    Window starts are aligned to whole multiples of the step (UTC), so reruns on a growing log keep
-    the same windows; windows overhanging either end are kept (they are what a live spike looks like).
-    """
-    if window_hours <= 0 or step_hours <= 0:
-        raise InvalidParameter("window_hours and step_hours must be positive")
-    width, step = int(window_hours * _HOUR), int(step_hours * _HOUR)
-    first = ((int(start) - width) // step + 1) * step  # the first aligned start still covering `start`
-    starts = np.arange(first, int(end) + 1, step, dtype=np.int64)
-    return np.column_stack([starts, starts + width]) if len(starts) else np.empty((0, 2), np.int64)
-
-
-def _scan_windows(start: int, end: int, window_hours: float, step_hours: float,
-                  scales: Sequence[float]) -> np.ndarray:
-    """Windows of window_hours x each scale, each stepping by step_hours x its scale."""
-    parts = [rolling_windows(start, end, window_hours * s, step_hours * s) for s in scales]
-    return np.concatenate(parts) if parts else np.empty((0, 2), np.int64)
-
-
-def _day_windows(start: int, end: int) -> np.ndarray:
-    first = start // _DAY * _DAY
-    starts = np.arange(first, end + 1, _DAY, dtype=np.int64)
-    return np.column_stack([starts, starts + _DAY])
-
-
-# --- one family's cells -----------------------------------------------------------------------
-
-
-@dataclass
-class _Family:
-    """Exposure rows and event rows of one trigger family, split by stratum (source, channel) and audience."""
-
-    kind: str
-    metric: str
-    exposure: pd.DataFrame  # stratum, channel, group, time, weight, counted, how, burst
-    hits: pd.DataFrame  # stratum, channel, group, time
-    strata: list[tuple[str, str]]
-    groups: list[int]
-    effects: TimeEffects
-
-    def __post_init__(self) -> None:
-        self.index = {s: i for i, s in enumerate(self.strata)}
-        self.channel = np.array([s[1] for s in self.strata])
-        self.weights = self.exposure["weight"].to_numpy(float)
-        self._rows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-        ex_stratum = self.exposure["stratum"].map(self.index).to_numpy()
-        hit_stratum = self.hits["stratum"].map(self.index).to_numpy()
-        position = {g: i for i, g in enumerate(self.groups)}
-        ex_group = self.exposure["group"].map(position).fillna(-1).to_numpy(int)
-        hit_group = self.hits["group"].map(position).fillna(-1).to_numpy(int)
-        ex_time, hit_time = self.exposure["time"].to_numpy(), self.hits["time"].to_numpy()
-        counted = self.exposure["counted"].to_numpy(bool)
-        for s in range(len(self.strata)):
-            for g in range(self.everyone + 1):
-                rows = np.flatnonzero((ex_stratum == s) & ((ex_group == g) | (g == self.everyone)))
-                rows = rows[np.argsort(ex_time[rows], kind="stable")]
-                hit = (hit_stratum == s) & ((hit_group == g) | (g == self.everyone))
-                self._rows[(s, g)] = (rows, ex_time[rows], np.concatenate([[0], np.cumsum(counted[rows])]),
-                                      np.sort(hit_time[hit]))
-
-    @property
-    def everyone(self) -> int:
-        """The group index meaning all audiences together."""
-        return len(self.groups)
-
-    def sums(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(events, weighted exposure, messages) per (stratum, group incl. everyone, window)."""
-        shape = (len(self.strata), self.everyone + 1, len(windows))
-        k, x, n = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-        for (s, g), (rows, times, counted, hit_times) in self._rows.items():
-            cumulative = np.concatenate([[0.0], np.cumsum(self.weights[rows])])
-            lo, hi = np.searchsorted(times, windows[:, 0]), np.searchsorted(times, windows[:, 1])
-            x[s, g], n[s, g] = cumulative[hi] - cumulative[lo], counted[hi] - counted[lo]
-            k[s, g] = np.searchsorted(hit_times, windows[:, 1]) - np.searchsorted(hit_times, windows[:, 0])
-        return k, x, n
-
-    def totals(self) -> tuple[np.ndarray, np.ndarray]:
-        """(events, weighted exposure) per (stratum, group incl. everyone) over the whole log."""
-        k = np.zeros((len(self.strata), self.everyone + 1))
-        x = np.zeros_like(k)
-        for (s, g), (rows, _times, _counted, hit_times) in self._rows.items():
-            k[s, g], x[s, g] = len(hit_times), float(self.weights[rows].sum())
-        return k, x
-
-
-def _stratum(frame: pd.DataFrame) -> pd.Series:
-    return pd.Series(list(zip(frame["source"].astype(str), frame["channel"].astype(str), strict=True)),
-                     index=frame.index, dtype=object)
-
-
-def _family(kind: str, metric: str, exposure: pd.DataFrame, hits: pd.DataFrame) -> _Family:
-    """Time classes, bursts, the time-effect check and exposure weights, then the family's cells."""
-    exposure = exposure.assign(stratum=_stratum(exposure)) if len(exposure) else \
-        exposure.assign(stratum=pd.Series(dtype=object))
-    hits = hits.assign(stratum=_stratum(hits)) if len(hits) else hits.assign(stratum=pd.Series(dtype=object))
-    for frame in (exposure, hits):
-        frame["how"] = hour_of_week_class(frame["time"].to_numpy()) if len(frame) else 0
-    reference = exposure[exposure["counted"]]
-    keys = exposure["stratum"].astype(str).to_numpy()
-    exposure["burst"] = burst_flags(keys, exposure["time"].to_numpy(), reference["stratum"].astype(str).to_numpy(),
-                                    reference["time"].to_numpy()) if len(exposure) else False
-    hits["burst"] = burst_flags(hits["stratum"].astype(str).to_numpy(), hits["time"].to_numpy(),
-                                reference["stratum"].astype(str).to_numpy(), reference["time"].to_numpy()) \
-        if len(hits) else False
-    exposure["weight"] = 1.0
-    strata = sorted(set(exposure["stratum"]) | set(hits["stratum"]))
-    groups = sorted({int(g) for g in pd.concat([exposure["group"], hits["group"]]).dropna()})
-    return _Family(kind, metric, exposure, hits, strata, groups, TimeEffects(len(hits)))
-
-
-def _weigh(family: _Family, windows: np.ndarray) -> None:
-    """Fit hour-of-week and burst effects without each source's most anomalous span; weigh exposure by them.
-
-    A spike is itself a burst with a high rate: fitted on data that include it, a "burst effect"
-    would explain the spike away.
-    """
-    spans = _worst_spans(family, windows)
-    outside = ~_set_aside_rows(family, spans, family.exposure)
-    hits_outside = ~_set_aside_rows(family, spans, family.hits)
-    counted = family.exposure["counted"].to_numpy(bool)
-    family.effects = fit_time_effects(family.exposure[outside & counted], family.hits[hits_outside])
-    if family.effects.used:
-        family.weights = family.effects.weights(family.exposure["how"].to_numpy(), family.exposure["burst"].to_numpy())
-
-
-def _campaign_family(events: pd.DataFrame, delivered: pd.DataFrame) -> _Family:
-    """Opt-outs per delivered message, by campaign (and channel) and audience."""
-    shown = delivered[delivered["campaign_id"].notna() & delivered["delivered_at"].notna()]
-    exposure = pd.DataFrame({"source": shown["source"], "channel": shown["channel"], "group": shown["cluster"],
-                             "plan": shown["plan"], "time": shown["delivered_at"].astype("int64"), "counted": True})
-    hits = cohorts.outcomes(events, delivered, cohorts.OPT_OUT_METRICS)
-    hits = hits[hits["campaign_id"].notna() & hits["source"].str.startswith("campaign:")]
-    hits = pd.DataFrame({"source": hits["source"], "channel": hits["object_type"], "group": hits["cluster"],
-                         "plan": hits["plan"], "time": hits["at"]})
-    return _family("campaign", "opt_out", exposure, hits)
-
-
-def _churn_family(events: pd.DataFrame, delivered: pd.DataFrame, valuable_plans: Sequence[str]) -> _Family:
-    """Churn signals per message sent to valuable-plan people, by source and audience."""
-    shown = delivered[cohorts.valuable(delivered, valuable_plans) & delivered["cluster"].notna()
-                      & delivered["sent_at"].notna()]
-    exposure = pd.DataFrame({"source": shown["source"], "channel": shown["channel"], "group": shown["cluster"],
-                             "plan": shown["plan"], "time": shown["sent_at"].astype("int64"), "counted": True})
-    hits = cohorts.outcomes(events, delivered, cohorts.CHURN_METRICS, hard_bounces=True)
-    hits = hits[cohorts.valuable(hits, valuable_plans) & hits["cluster"].notna()]
-    hits = pd.DataFrame({"source": hits["source"], "channel": hits["object_type"], "group": hits["cluster"],
-                         "plan": hits["plan"], "time": hits["at"]})
-    # Outcomes without delivery fields (an SMS STOP) answer no known message: their source is the
-    # channel's sends as a whole, so each such stratum is exposed to every send of its channel.
-    extra = []
-    for source in sorted(set(hits["source"]) - set(exposure["source"])):
-        channel = source.split(":", 1)[0]
-        same = exposure[exposure["channel"] == channel]
-        extra.append(same.assign(source=source, counted=False))
-    exposure = pd.concat([exposure, *extra], ignore_index=True) if extra else exposure
-    return _family("churn", "churn", exposure, hits)
-
-
 # --- the model, per family --------------------------------------------------------------------
 
 
@@ -290,12 +131,12 @@ class _Model:
     """What a family's tests lean on besides the windows: totals, and the assumptions estimated once.
 
     The channel priors, the audience spread and the day-to-day dispersion are estimated with each
-    source's most anomalous span set aside (`_worst_spans`), so a spike neither widens the spread it
+    source's most anomalous span set aside (`worst_spans`), so a spike neither widens the spread it
     is judged by nor passes for ordinary variation; a campaign whose audience always opts out more
     keeps all of its data and is part of the population every campaign is judged against.
     """
 
-    family: _Family
+    family: Family
     k_total: np.ndarray  # (strata, groups + everyone)
     x_total: np.ndarray
     rates: np.ndarray  # per stratum: its channel's typical rate...
@@ -306,10 +147,10 @@ class _Model:
     set_aside: int  # sources whose most anomalous span was set aside
 
     @classmethod
-    def fit(cls, family: _Family, start: int, end: int, windows: np.ndarray) -> _Model:
+    def fit(cls, family: Family, start: int, end: int, windows: np.ndarray) -> _Model:
         everyone = family.everyone
         k_total, x_total = family.totals()
-        spans = _worst_spans(family, windows)
+        spans = worst_spans(family, windows)
         clean_k, clean_x = k_total.copy(), x_total.copy()
         if spans:
             strata = sorted(spans)
@@ -329,7 +170,7 @@ class _Model:
         rate = clean_k[:, everyone] / np.maximum(clean_x[:, everyone], 1e-9)
         audience = baselines.audience_heterogeneity(clean_k[:, :everyone].ravel(),
                                                     (clean_x[:, :everyone] * rate[:, None]).ravel())
-        days = _day_windows(start, end)
+        days = day_windows(start, end)
         day_k, day_x, _ = family.sums(days)
         inside = np.zeros((len(family.strata), len(days)), bool)  # days touching a set-aside span
         for s, (lo, hi) in spans.items():
@@ -349,44 +190,6 @@ class _Model:
         return {"sources": {ch: fit.to_dict() for ch, fit in self.sources.items()},
                 "audiences": self.audience.to_dict(), "dispersion": self.dispersion.to_dict(),
                 "time_effects": self.family.effects.to_dict(), "spans_set_aside": self.set_aside}
-
-
-SET_ASIDE_P = 1e-3  # a source's most anomalous span is set aside from the estimates when this improbable
-
-
-def _worst_spans(family: _Family, windows: np.ndarray) -> dict[int, tuple[int, int]]:
-    """Per stratum, its most anomalous span (a window and half its length on either side), set aside
-    for the whole stratum when the span's count, for everyone or for one audience, is improbable at
-    the rate that cell has outside it (Poisson tail below SET_ASIDE_P); ordinary sources keep all their
-    data. A spike in one audience shows there even when it barely moves its source as a whole."""
-    if not len(windows):
-        return {}
-    half = (windows[:, 1] - windows[:, 0])[:, None] // 2
-    spans_of = windows + np.hstack([-half, half])
-    k_total, x_total = family.totals()
-    k, x, _ = family.sums(spans_of)
-    outside = (k_total[:, :, None] - k + 0.5) / (x_total[:, :, None] - x + 1.0)
-    p = np.where(k >= 3, stats.poisson.sf(k - 1, np.maximum(x * outside, 1e-12)), 1.0)
-    flat = p.reshape(len(family.strata), -1)
-    best = np.argmin(flat, axis=1)
-    spans = {}
-    for s, cell in enumerate(best):
-        if flat[s, cell] < SET_ASIDE_P:
-            w = cell % len(windows)
-            spans[s] = (int(spans_of[w, 0]), int(spans_of[w, 1]))
-    return spans
-
-
-def _set_aside_rows(family: _Family, spans: dict[int, tuple[int, int]], frame: pd.DataFrame) -> np.ndarray:
-    """Which rows of `frame` (exposure or hits) fall in their stratum's set-aside span."""
-    if not len(frame):
-        return np.zeros(0, bool)
-    stratum = frame["stratum"].map(family.index).to_numpy()
-    lo, hi = np.full(len(family.strata), -1), np.full(len(family.strata), -1)
-    for s, (start, end) in spans.items():
-        lo[s], hi[s] = start, end
-    time = frame["time"].to_numpy()
-    return (time >= lo[stratum]) & (time < hi[stratum])
 
 
 @dataclass
@@ -412,25 +215,7 @@ def _series(model: _Model, campaign_id: int | None, group: int) -> _Series:
     return _Series(strata, group, (model.rates, model.kappas), extra)
 
 
-@dataclass(frozen=True)
-class _Sums:
-    """Window sums per (stratum, group incl. everyone, window), and the same over each guarded span."""
-
-    k: np.ndarray  # events in the window
-    x: np.ndarray  # weighted exposure in the window
-    n: np.ndarray  # messages in the window
-    guard_k: np.ndarray  # events in [start - width, end + width): the window and its guard on each side
-    guard_x: np.ndarray
-
-    @classmethod
-    def of(cls, family: _Family, windows: np.ndarray) -> _Sums:
-        k, x, n = family.sums(windows)
-        width = (windows[:, 1] - windows[:, 0])[:, None]
-        guard_k, guard_x, _ = family.sums(windows + np.hstack([-width, width]))
-        return cls(k, x, n, guard_k, guard_x)
-
-
-def _series_stats(model: _Model, series: _Series, windows: np.ndarray, sums: _Sums) -> dict[str, np.ndarray]:
+def _series_stats(model: _Model, series: _Series, windows: np.ndarray, sums: WindowSums) -> dict[str, np.ndarray]:
     """Count, messages, expected count, p-value and smallest possible p-value per window of one series.
 
     The source's rate comes from what it sent outside the window and a guard as long as the window on
@@ -456,7 +241,7 @@ def _series_stats(model: _Model, series: _Series, windows: np.ndarray, sums: _Su
             "p_min": p_min if series_total > 0 else np.ones(len(windows))}
 
 
-def _series_rows(model: _Model, campaign_id: int | None, group: int, windows: np.ndarray, sums: _Sums,
+def _series_rows(model: _Model, campaign_id: int | None, group: int, windows: np.ndarray, sums: WindowSums,
                  series: str) -> dict[str, np.ndarray]:
     family, n = model.family, len(windows)
     out = _series_stats(model, _series(model, campaign_id, group), windows, sums)
@@ -466,7 +251,7 @@ def _series_rows(model: _Model, campaign_id: int | None, group: int, windows: np
             "cluster": np.full(n, cluster), "series": np.full(n, series, dtype=object)}
 
 
-def _campaign_tests(model: _Model, windows: np.ndarray, sums: _Sums) -> list[dict[str, np.ndarray]]:
+def _campaign_tests(model: _Model, windows: np.ndarray, sums: WindowSums) -> list[dict[str, np.ndarray]]:
     family = model.family
     campaigns = sorted({int(s[0].split(":", 1)[1]) for s in family.strata if s[0].startswith("campaign:")})
     return [_series_rows(model, campaign_id, group, windows, sums,
@@ -474,7 +259,7 @@ def _campaign_tests(model: _Model, windows: np.ndarray, sums: _Sums) -> list[dic
             for campaign_id in campaigns for group in [family.everyone, *range(family.everyone)]]
 
 
-def _churn_tests(model: _Model, windows: np.ndarray, sums: _Sums) -> list[dict[str, np.ndarray]]:
+def _churn_tests(model: _Model, windows: np.ndarray, sums: WindowSums) -> list[dict[str, np.ndarray]]:
     return [_series_rows(model, None, group, windows, sums, "valuable plans")
             for group in range(model.family.everyone)]
 
@@ -569,14 +354,14 @@ def _rows_of(frame: pd.DataFrame, strata: list[tuple[str, str]], group: Any | No
     return scope if group is None else scope[scope["group"] == group]
 
 
-def _family_strata(family: _Family, row: pd.Series | dict) -> list[tuple[str, str]]:
+def _family_strata(family: Family, row: pd.Series | dict) -> list[tuple[str, str]]:
     """The strata of a test row's series: its campaign's channels, or every source (churn)."""
     if row["kind"] == "campaign":
         return [s for s in family.strata if s[0] == f"campaign:{int(row['campaign_id'])}"]
     return list(family.strata)
 
 
-def _trigger(group: pd.DataFrame, family: _Family, names: pd.Series, alpha: float) -> Trigger:
+def _trigger(group: pd.DataFrame, family: Family, names: pd.Series, alpha: float) -> Trigger:
     """One trigger from a group of overlapping flagged windows: its most significant window's figures."""
     best = group.sort_values(["p_adjusted", "p_value"]).iloc[0]
     start, end = int(best["window_start"]), int(best["window_end"])
@@ -643,19 +428,19 @@ def find_triggers(events: pd.DataFrame, *, window_hours: float = 24, step_hours:
     if events.empty:
         return TriggerResult([], _empty_tests(), {**parameters, "tests": 0})
     start, end = int(events["timestamp"].min()), int(events["timestamp"].max())
-    windows = _scan_windows(start, end, window_hours, step_hours, scales)
+    windows = scan_windows(start, end, window_hours, step_hours, scales)
     delivered = cohorts.deliveries(events)
     names = events.dropna(subset=["cluster"]).groupby("cluster")["cluster_name"].first()
     names.index = names.index.astype(int)
     frames, models = [], {}
-    for family, tests_of in ((_campaign_family(events, delivered), _campaign_tests),
-                             (_churn_family(events, delivered, valuable_plans), _churn_tests)):
+    for family, tests_of in ((campaign_family(events, delivered), _campaign_tests),
+                             (churn_family(events, delivered, valuable_plans), _churn_tests)):
         if not len(family.strata):
             continue
-        _weigh(family, windows)
+        weigh(family, windows)
         model = _Model.fit(family, start, end, windows)
         models[family.kind] = model
-        sums = _Sums.of(family, windows)
+        sums = WindowSums.of(family, windows)
         parts = tests_of(model, windows, sums)
         if parts:
             frames.append(_label(_frame(parts), family.kind, family.metric, names))
@@ -681,9 +466,9 @@ def series_events(events: pd.DataFrame, row: pd.Series | dict, valuable_plans: I
     """(events counted, exposure) of the series a test row belongs to, timestamped by their delivery."""
     delivered = cohorts.deliveries(events)
     if row["kind"] == "campaign":
-        family = _campaign_family(events, delivered)
+        family = campaign_family(events, delivered)
     else:
-        family = _churn_family(events, delivered, list(valuable_plans))
+        family = churn_family(events, delivered, list(valuable_plans))
     strata = _family_strata(family, row)
     group = None if row.get("cluster") is None or pd.isna(row.get("cluster")) else row["cluster"]
     hits = _rows_of(family.hits, strata, group).rename(columns={"time": "timestamp"})

@@ -13,6 +13,8 @@ write them the way integrations do (missing groups, spellings, units, boolean vo
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -219,10 +221,35 @@ def generate_customers(rng: np.random.Generator, n: int, end_ts: int, seed: int,
     note = rng.integers(len(_NOTES), size=n)
     cols["notes"] = pd.Categorical.from_codes(np.where(rng.random(n) < 0.55, -1, note), categories=list(_NOTES))
     people = pd.DataFrame(cols, columns=_COLUMN_ORDER)
+    if world.hostile_values:
+        people = hostile_levels(people)
     facts = people[["plan", "mrr", "trial_user", "last_seen_at"]].copy()
-    if world != CustomerWorld.clean():
+    if dataclasses.replace(world, hostile_values=False) != CustomerWorld.clean():
         people, facts = write_attributes(extra, people, world)
     return people, labels, facts
+
+
+# Levels rewritten by `hostile_values`: each keeps its word (so it stays readable and clusters the
+# same) and adds markup a report must show as text, never run or render.
+HOSTILE_LEVELS: dict[str, dict[str, str]] = {
+    "plan": {"enterprise": "enterprise <img src=x onerror=alert(1)>",
+             "starter": "starter <script>alert('plan')</script>",
+             "free": "free **bold** $x^2$", "pro": "[pro](javascript:alert(1))"},
+    "industry": {"finance": "finance <b>bold</b>", "healthcare": "health`care` _em_ $y$"},
+    "favorite_feature": {"api": "api <script>alert('feature')</script>",
+                         "templates": "templates [x](javascript:alert(2))"},
+    "lifecycle_stage": {"trial_expired": "trial_expired <img src=y onerror=alert(3)>",
+                        "expanding": "expanding $\\frac{1}{2}$ # heading"},
+}
+
+
+def hostile_levels(people: pd.DataFrame) -> pd.DataFrame:
+    """`people` with some category levels written as markup (codes, clusters and segments unchanged)."""
+    out = people.copy()
+    for column, renames in HOSTILE_LEVELS.items():
+        levels = out[column].cat.categories
+        out[column] = out[column].cat.rename_categories([renames.get(v, v) for v in levels])
+    return out
 
 
 _COLUMN_ORDER = (

@@ -68,6 +68,9 @@ class CustomerWorld:
     formatted_numbers: float = 0.3  # numbers written "1,200", "15 seats", "$99.00"
     mixed_booleans: bool = True  # booleans written true/false, yes/no, 1/0, Y/N, True/False
     junk_attributes: bool = True  # a constant, a near-unique id, free text, high-cardinality codes
+    # Category levels written as markup (<script>, javascript: links, **bold**, $x$), so reports
+    # are tested with hostile copy reaching cluster names, profiles and persona answers. Off by default.
+    hostile_values: bool = False
 
     @classmethod
     def clean(cls) -> CustomerWorld:

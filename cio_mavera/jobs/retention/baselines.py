@@ -38,7 +38,7 @@ from statsmodels.stats.multitest import multipletests
 __all__ = [
     "AUDIENCE_CV_FLOOR", "DAY_CV_FLOOR", "SOURCE_CV_FLOOR", "Dispersion", "Heterogeneity",
     "audience_heterogeneity", "benjamini_hochberg", "discrete_bh", "heterogeneity", "nb_upper_tail",
-    "overdispersion", "predictive",
+    "overdispersion", "predictive", "trigger_level_bh",
 ]
 
 # Assumed minimum variation (see the module docstring): campaigns' rates spread with a CV of at least 1
@@ -223,3 +223,35 @@ def discrete_bh(p_values: np.ndarray, p_min: np.ndarray, alpha: float) -> tuple[
     if testable.any():
         adjusted[testable] = benjamini_hochberg(p[testable])
     return adjusted, testable
+
+
+def trigger_level_bh(p_values: np.ndarray, m: int, keys: np.ndarray, starts: np.ndarray, ends: np.ndarray
+                     ) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values where a discovery is a trigger, not a window.
+
+    Overlapping windows of one key are one finding, so counting each as a discovery would let a
+    spike's dozen windows relax the threshold for everything else. Here the rejections at a
+    threshold t are the triggers the windows with p <= t merge into, R(t), and a window's adjusted
+    p-value is min over t >= p of m t / R(t) (step-up, as BH). Never below plain BH: R(t) is at most
+    the number of windows. `m` is the number of tests (after Tarone's filter); rows are the
+    candidates (testable, with enough events).
+    """
+    p = np.asarray(p_values, float)
+    adjusted = np.ones(len(p))
+    if not len(p) or m <= 0:
+        return adjusted
+    order = np.argsort(p, kind="stable")
+    groups: dict[object, list[list[int]]] = {}
+    triggers, ratio = 0, np.empty(len(p))
+    for rank, i in enumerate(order):
+        start, end = int(starts[i]), int(ends[i])
+        spans = groups.setdefault(keys[i], [])
+        touching = [g for g in spans if g[0] < end and start < g[1]]
+        for g in touching:
+            spans.remove(g)
+        spans.append([min([start, *(g[0] for g in touching)]), max([end, *(g[1] for g in touching)])])
+        triggers += 1 - len(touching)
+        ratio[rank] = m * p[i] / triggers
+    adjusted[order] = np.minimum(np.minimum.accumulate(ratio[::-1])[::-1], 1.0)
+    return adjusted
+

@@ -201,20 +201,28 @@ def worst_spans(family: Family, windows: np.ndarray) -> dict[int, tuple[int, int
     """Per stratum, its most anomalous span (a window and half its length on either side), set aside
     for the whole stratum when the span's count, for everyone or for one audience, is improbable at
     the rate that cell has outside it (Poisson tail below SET_ASIDE_P); ordinary sources keep all their
-    data. A spike in one audience shows there even when it barely moves its source as a whole."""
+    data. A spike in one audience shows there even when it barely moves its source as a whole.
+
+    The rate outside is the cell's own, pulled towards its channel's pooled rate as by a gamma prior
+    with CV 1: a campaign that sent little outside its spike has no outside rate to speak of."""
     if not len(windows):
         return {}
     half = (windows[:, 1] - windows[:, 0])[:, None] // 2
     spans_of = windows + np.hstack([-half, half])
     k_total, x_total = family.totals()
     k, x, _ = family.sums(spans_of)
-    outside = (k_total[:, :, None] - k + 0.5) / (x_total[:, :, None] - x + 1.0)
-    p = np.where(k >= 3, stats.poisson.sf(k - 1, np.maximum(x * outside, 1e-12)), 1.0)
-    flat = p.reshape(len(family.strata), -1)
+    pooled = np.zeros(len(family.strata))
+    for channel in set(family.channel):
+        members = family.channel == channel
+        pooled[members] = (k_total[members, -1].sum() + 0.5) / (x_total[members, -1].sum() + 1.0)
+    outside = (k_total[:, :, None] - k + 1.0) / (x_total[:, :, None] - x + 1.0 / pooled[:, None, None])
+    # Log tails: a strong spike's spans all underflow to p = 0, and the first of them may hold half of it.
+    log_p = np.where(k >= 3, stats.poisson.logsf(k - 1, np.maximum(x * outside, 1e-12)), 0.0)
+    flat = log_p.reshape(len(family.strata), -1)
     best = np.argmin(flat, axis=1)
     spans = {}
     for s, cell in enumerate(best):
-        if flat[s, cell] < SET_ASIDE_P:
+        if flat[s, cell] < np.log(SET_ASIDE_P):
             w = cell % len(windows)
             spans[s] = (int(spans_of[w, 0]), int(spans_of[w, 1]))
     return spans

@@ -132,8 +132,8 @@ def spikes_sentence(result: TriggerResult, campaign_names: Mapping[int, str] | N
     how = (f"{tested:,} rolling windows of {widths} (every {p['step_hours']:g} h for the shortest) were "
            f"compared with what their campaign and audience predict; "
            f"{p.get('testable', tested):,} of them could have been significant with the events they had, and the "
-           f"Benjamini-Hochberg correction at {p['alpha']:.0%} ran over those, with at least {p['min_count']} "
-           "events per window.")
+           f"Benjamini-Hochberg correction at {p['alpha']:.0%} ran over those, counting overlapping windows of one "
+           f"campaign or audience as one finding, with at least {p['min_count']} events per window.")
     if not result.triggers:
         return f"**No spike found.** {how}"
     names = campaign_names or {}

@@ -21,9 +21,11 @@ Monday or a big send is not a spike; an audience answering one campaign far abov
 own rate is.
 
 Multiple testing: Tarone's filter drops windows that could not be significant even with all of
-their series' events, then Benjamini-Hochberg over every remaining (series, window); a window is
-flagged when its adjusted p-value is at most `alpha` and it holds at least `min_count` events.
-Overlapping flagged windows of one key merge into one trigger.
+their series' events, then Benjamini-Hochberg over every remaining (series, window), counting the
+overlapping windows of one key as one discovery (`baselines.trigger_level_bh`: a spike's dozen
+windows do not relax the bar for everything else); a window is flagged when its adjusted p-value is
+at most `alpha` and it holds at least `min_count` events. Overlapping flagged windows of one key
+merge into one trigger.
 """
 
 from __future__ import annotations
@@ -413,7 +415,8 @@ def find_triggers(events: pd.DataFrame, *, window_hours: float = 24, step_hours:
     valuable_plans = [str(p) for p in valuable_plans]
     parameters = {"window_hours": window_hours, "step_hours": step_hours, "scales": list(scales),
                   "valuable_plans": valuable_plans, "alpha": alpha, "min_count": min_count,
-                  "metrics": list(CAMPAIGN_METRICS), "correction": "Tarone filter + Benjamini-Hochberg",
+                  "metrics": list(CAMPAIGN_METRICS),
+                  "correction": "Tarone filter + Benjamini-Hochberg, overlapping windows of a key one discovery",
                   "test": "one-sided gamma-Poisson predictive: expected = messages x the source's own rate "
                           "elsewhere (pulled towards its channel's), hour-of-week/burst weights when the "
                           "data shows them; variance adds the rate's uncertainty, audience spread and "
@@ -446,12 +449,16 @@ def find_triggers(events: pd.DataFrame, *, window_hours: float = 24, step_hours:
             frames.append(_label(_frame(parts), family.kind, family.metric, names))
     tests = pd.concat(frames, ignore_index=True) if frames else _empty_tests()
     tests = tests[tests["exposure"] > 0].reset_index(drop=True) if len(tests) else tests
-    adjusted, testable = baselines.discrete_bh(tests["p_value"].to_numpy(float), tests["p_min"].to_numpy(float),
-                                               alpha)
+    _, testable = baselines.discrete_bh(tests["p_value"].to_numpy(float), tests["p_min"].to_numpy(float), alpha)
+    candidates = testable & (tests["count"].to_numpy() >= min_count)
+    adjusted = np.ones(len(tests))
+    adjusted[candidates] = baselines.trigger_level_bh(
+        tests["p_value"].to_numpy(float)[candidates], int(testable.sum()), tests["key"].to_numpy()[candidates],
+        tests["window_start"].to_numpy()[candidates], tests["window_end"].to_numpy()[candidates])
     tests["p_adjusted"], tests["testable"] = adjusted, testable
     exposure = tests["exposure"].astype(float)
     tests["rate"] = np.where(exposure > 0, tests["count"].astype(float) / exposure.clip(lower=1), 0.0)
-    tests["flagged"] = (tests["p_adjusted"] <= alpha) & (tests["count"] >= min_count)
+    tests["flagged"] = candidates & (tests["p_adjusted"] <= alpha)
     triggers = [_trigger(group, models[group["kind"].iat[0]].family, names, alpha)
                 for group in _merge_flagged(tests[tests["flagged"]])]
     triggers.sort(key=lambda t: (t.p_adjusted, t.key))

@@ -94,6 +94,18 @@ def test_tarone_leaves_out_tests_that_could_never_be_significant():
     assert plain == pytest.approx(baselines.benjamini_hochberg(p))
 
 
+def test_overlapping_windows_of_one_trigger_count_as_one_discovery():
+    # Eight overlapping windows of one spike and one window elsewhere, out of 100 tests.
+    p = np.array([1e-5] * 8 + [3e-3])
+    keys = np.array(["campaign:1"] * 8 + ["campaign:2"])
+    starts = np.array([0, 6, 12, 18, 24, 30, 36, 42, 0]) * HOUR
+    ends = starts + 24 * HOUR
+    adjusted = baselines.trigger_level_bh(p, 100, keys, starts, ends)
+    plain = baselines.benjamini_hochberg(np.concatenate([p, np.ones(91)]))[:9]
+    assert plain[8] < 0.05 < adjusted[8]  # per window the ninth would pass; as a second trigger it does not
+    assert (adjusted[:8] == pytest.approx(1e-3)) and (adjusted >= plain - 1e-12).all()
+
+
 # --- hour of week and bursts ---------------------------------------------------------------------
 
 

@@ -1,8 +1,16 @@
-"""Fixed catalogue of sandbox campaigns and their message copy (a fictional SaaS, "Tallyfold")."""
+"""Fixed catalogue of sandbox campaigns and their message copy (a fictional SaaS, "Tallyfold").
+
+With `CampaignWorld.hostile_copy` every name and piece of copy also carries text that tries to
+become markup in a report (`hostile_copy`): a script, `javascript:` links, raw HTML, Markdown and
+matplotlib mathtext. Workspaces hold such text for real (a pasted snippet, a template under test),
+and a report must show it as the characters it is.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -235,3 +243,30 @@ CAMPAIGNS: tuple[CampaignTemplate, ...] = (
         ),
     ),
 )
+
+
+# ---- hostile copy ----------------------------------------------------------------------------
+
+HOSTILE_SUBJECT = "See <script>alert(1)</script>"
+HOSTILE_PREHEADER = "javascript:alert(document.cookie)"
+HOSTILE_NAME = "**markdown** $\\notacommand$ <img src=x onerror=alert(2)>"
+HOSTILE_CAMPAIGN = "<script>alert('campaign')</script> [link](javascript:alert(3))"
+HOSTILE_BODY = ("<p><a href=\"javascript:alert(4)\">Open</a> [click](javascript:alert(5)) "
+                "$x$ <script>alert('body')</script></p>")
+
+
+def hostile_copy(campaigns: pd.DataFrame, actions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`campaigns` and `actions` with hostile text in every name, subject, preheader and body.
+
+    Names keep their own words first (so a report stays readable) and ids are untouched, so the
+    workspace's metrics and plants are the same as without the knob. Email subjects start with
+    a script, preheaders are a `javascript:` URL; push and SMS copy carry the body's snippet.
+    """
+    campaigns = campaigns.assign(name=campaigns["name"] + " " + HOSTILE_CAMPAIGN)
+    email = actions["channel"] == "email"
+    actions = actions.assign(
+        name=actions["name"] + " " + HOSTILE_NAME,
+        subject=actions["subject"].where(~email, HOSTILE_SUBJECT + " " + actions["subject"]),
+        preheader_text=actions["preheader_text"].where(~email, HOSTILE_PREHEADER),
+        body=HOSTILE_BODY + actions["body"])
+    return campaigns, actions

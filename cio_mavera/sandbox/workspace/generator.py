@@ -61,6 +61,7 @@ from .campaigns import (
     metrics_long,
     true_baselines,
 )
+from .catalog import hostile_copy
 from .customers import CLUSTER_NAMES, PLANS, K, generate_customers
 from .stream_plan import plan_stream
 from .world import World
@@ -142,6 +143,8 @@ def generate_workspace(seed: int = 7, customers: int = 5000, *,
 
     segment_ids = _segment_ids(rng_segments)
     campaigns, actions, volumes = build_campaigns(rng_campaigns, end_date, days, segment_ids)
+    if world.campaigns.hostile_copy:  # text only: ids, plants and metrics stay the same
+        campaigns, actions = hostile_copy(campaigns, actions)
     plants = choose_plants(rng_campaigns, actions, campaigns, world.campaigns)
     probabilities, plant_details = message_probabilities(rng_metrics, actions, plants, world.campaigns)
     cube = generate_metric_cube(rng_metrics, actions, volumes, probabilities, plants, campaigns, end, days,

@@ -40,6 +40,7 @@ class CampaignWorld:
     plant_spread_sds_low: float = 4.0  # planted underperformers lie this many spreads below...
     plant_spread_sds_high: float = 6.0  # ...up to this many (drawn uniformly per plant)
     plant_min_relative_drop: float = 0.45  # and at least 45-55% below the channel's typical rate
+    hostile_copy: bool = False  # names and copy that try to become markup in reports (catalog.hostile_copy)
 
     @classmethod
     def clean(cls) -> CampaignWorld:

@@ -1,22 +1,30 @@
 """PII guard: find and strip personal-data columns, and scan payloads before they leave for Mavera.
 
-Columns are caught by name (email, names, phone, address, ids, ...) and by value on a sample
-(emails, phone numbers, IP addresses, street addresses), so an innocuous name cannot hide them.
-`city`, `zip` and similar are quasi-identifiers: dropped by default because, combined with job
-title or company size, they narrow a persona to a handful of real people, and `country` keeps the
-geographic signal an audience description needs. Pass `drop_quasi=False` to keep them.
+Columns are caught by name (email, names, phone, address, ids, ...) and by value, so an innocuous
+name cannot hide them: a column with even one email-shaped value (plain, obfuscated or encoded) is
+personal data; phones, street addresses, customer ids in text and IP addresses count from a share
+of the sampled values; person names when the values are the frame's own first and last names
+(from its name columns), or "First Last" values that are nearly all different. `city`, `zip` and
+similar are quasi-identifiers: dropped by default because, combined with job title or company
+size, they narrow a persona to a handful of real people, and `country` keeps the geographic signal
+an audience description needs. Pass `drop_quasi=False` to keep them. Text patterns live in
+`pii_text`; `known_people` checks payloads against the workspace's own people.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
 
 from cio_mavera.errors import CioMaveraError
+from cio_mavera.pii_text import EMAIL, EMAIL_RE, strings_in, text_kinds
+from cio_mavera.pii_text import redact_text as redact_text
+
+__all__ = ["EMAIL_RE", "PiiLeak", "assert_no_pii", "contains_pii", "find_pii", "find_pii_columns",
+           "redact_text", "strip_pii", "text_pii_kinds"]
 
 
 class PiiLeak(CioMaveraError):
@@ -27,20 +35,9 @@ class PiiLeak(CioMaveraError):
         self.findings = findings
 
 
-EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-# A leading "+" and 8-15 digits (E.164, optionally spaced), or the separated North American form.
-_PHONE_PLUS_RE = re.compile(r"(?<![\w+])\+\d[\d\s().-]{5,22}\d(?![\w])")
-_PHONE_NANP_RE = re.compile(r"(?<![\d\w])\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}(?![\d\w])")
 _IPV4_RE = re.compile(
     r"(?<![\d.])(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}(?![\d.])"
 )
-_STREET_RE = re.compile(
-    r"\b\d{1,6}[A-Za-z]?\s+(?:[A-Za-z0-9.'-]+\s+){1,4}"
-    r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|way|court|ct|place|pl|"
-    r"terrace|ter|circle|cir|parkway|pkwy|highway|hwy|square|sq|strasse|straße)\b",
-    re.IGNORECASE,
-)
-
 _DIRECT_NAMES = {
     "email": "email address",
     "phone": "phone number",
@@ -81,6 +78,14 @@ _QUASI_NAMES = {
     "birth_date": "date of birth",
 }
 _ID_RE = re.compile(r"(^|_)(id|uuid|guid)$")
+# Columns whose values give the frame's own vocabulary of names (checked against other columns).
+_FIRST_NAME_COLUMNS = {"first_name", "firstname", "given_name", "forename"}
+_LAST_NAME_COLUMNS = {"last_name", "lastname", "surname", "family_name"}
+_FULL_NAME_COLUMNS = {"name", "full_name", "fullname", "contact_name", "person_name", "display_name"}
+_NAME_WORDS_RE = re.compile(r"[^\W\d_][^\W\d_'’.-]*(?:[ '’-][^\W\d_][^\W\d_'’.-]*){1,3}")
+_TITLE_CASE_NAME_RE = re.compile(r"[A-Z][a-z'’-]+(?: [A-Z][a-z'’-]+){1,2}")
+# An email-shaped value anywhere makes a column personal data: a cheap pre-filter for them.
+_EMAIL_HINT = r"(?i)@|%40|&#0*64;|&commat;|[(\[{<]\s*at\s*[)\]}>]|\sat\s"
 
 
 def find_pii_columns(
@@ -91,12 +96,17 @@ def find_pii_columns(
     min_share: float = 0.02,
     seed: int = 0,
 ) -> dict[str, str]:
-    """Return {column: reason} for columns that hold personal data, by name or by sampled values."""
+    """Return {column: reason} for columns that hold personal data, by name or by value."""
     found: dict[str, str] = {}
     for col in df.columns:
         reason = _reason_by_name(str(col), drop_quasi)
-        if reason is None:
-            reason = _reason_by_values(df[col], sample_size, min_share, seed)
+        if reason is not None:
+            found[str(col)] = reason
+    names = _name_vocabulary(df)
+    for col in df.columns:
+        if str(col) in found:
+            continue
+        reason = _reason_by_values(df[col], sample_size, min_share, seed, names)
         if reason is not None:
             found[str(col)] = reason
     return found
@@ -114,19 +124,17 @@ def strip_pii(
 
 
 def find_pii(obj: Any) -> list[tuple[str, str]]:
-    """Return (path, kind) for every email/phone pattern in a string or JSON-able payload."""
-    findings: list[tuple[str, str]] = []
-    _walk(obj, "$", findings)
-    return findings
+    """Return (path, kind) for every personal-data pattern in a string or JSON-able payload."""
+    return [(path, kind) for path, text in strings_in(obj) for kind in text_kinds(text)]
 
 
 def contains_pii(obj: Any) -> list[str]:
-    """Return "path: kind" for every email/phone pattern in `obj` (a string or JSON-able payload)."""
+    """Return "path: kind" for every personal-data pattern in `obj` (a string or JSON-able payload)."""
     return [f"{path}: {kind}" for path, kind in find_pii(obj)]
 
 
 def assert_no_pii(obj: Any, *, what: str = "payload") -> None:
-    """Raise `PiiLeak` naming the field paths (never the values) if `obj` holds an email or phone."""
+    """Raise `PiiLeak` naming the field paths (never the values) if `obj` holds personal data."""
     findings = find_pii(obj)
     if findings:
         where = ", ".join(f"{p} ({k})" for p, k in findings[:10])
@@ -139,51 +147,8 @@ def assert_no_pii(obj: Any, *, what: str = "payload") -> None:
 
 
 def text_pii_kinds(text: str) -> list[str]:
-    """Return the kinds of PII ("email", "phone") that occur in `text`."""
-    kinds = []
-    if EMAIL_RE.search(text):
-        kinds.append("email")
-    if _has_phone(text):
-        kinds.append("phone")
-    return kinds
-
-
-def _has_phone(text: str) -> bool:
-    if _PHONE_NANP_RE.search(text):
-        return True
-    for m in _PHONE_PLUS_RE.finditer(text):
-        if 8 <= sum(ch.isdigit() for ch in m.group()) <= 15:
-            return True
-    return False
-
-
-def _walk(obj: Any, path: str, out: list[tuple[str, str]]) -> None:
-    if obj is None or isinstance(obj, bool | int | float):
-        return
-    if isinstance(obj, bytes | bytearray):
-        text = bytes(obj).decode("utf-8", errors="replace")
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            obj = text
-        if not isinstance(obj, str):
-            _walk(obj, path, out)
-            return
-    if isinstance(obj, str):
-        out.extend((path, kind) for kind in text_pii_kinds(obj))
-        return
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            child = f"{path}.{k}" if isinstance(k, str) and k.isidentifier() else f"{path}[{k!r}]"
-            if isinstance(k, str):
-                out.extend((f"{child} (key)", kind) for kind in text_pii_kinds(k))
-            _walk(v, child, out)
-        return
-    if isinstance(obj, list | tuple | set | frozenset):
-        for i, v in enumerate(obj):
-            _walk(v, f"{path}[{i}]", out)
-        return
-    _walk(str(obj), path, out)
+    """Return the kinds of PII ("email", "phone", "street address", "customer id") in `text`."""
+    return text_kinds(text)
 
 
 def _normalise(name: str) -> str:
@@ -209,21 +174,83 @@ def _reason_by_name(name: str, drop_quasi: bool) -> str | None:
     return None
 
 
-def _reason_by_values(s: pd.Series, sample_size: int, min_share: float, seed: int) -> str | None:
-    if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)):
+def _is_text(s: pd.Series) -> bool:
+    return (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)
+            or isinstance(s.dtype, pd.CategoricalDtype))
+
+
+def _name_vocabulary(df: pd.DataFrame) -> tuple[set[str], set[str]]:
+    """(first names, last names) the frame's own name columns hold, case-folded."""
+    first: set[str] = set()
+    last: set[str] = set()
+    for col in df.columns:
+        norm = _normalise(str(col))
+        if norm not in _FIRST_NAME_COLUMNS | _LAST_NAME_COLUMNS | _FULL_NAME_COLUMNS \
+                or not _is_text(df[col]):
+            continue
+        words = [str(v).casefold().split() for v in df[col].dropna().unique()]
+        if norm in _FIRST_NAME_COLUMNS:
+            first.update(w[0] for w in words if w)
+        elif norm in _LAST_NAME_COLUMNS:
+            last.update(w[-1] for w in words if w)
+        else:
+            first.update(w[0] for w in words if len(w) > 1)
+            last.update(w[-1] for w in words if len(w) > 1)
+    return first, last
+
+
+def _has_email(s: pd.Series) -> bool:
+    """True when any value of `s` holds an email, plain, obfuscated or encoded (every value is read)."""
+    values = pd.Series(s.dropna().unique()).astype(str)
+    hints = values[values.str.contains(_EMAIL_HINT, regex=True)]
+    return any(EMAIL in text_kinds(v) for v in hints)
+
+
+def _reason_by_values(s: pd.Series, sample_size: int, min_share: float, seed: int,
+                      names: tuple[set[str], set[str]]) -> str | None:
+    if not _is_text(s):
         return None
     present = s.dropna()
     if present.empty:
         return None
+    if _has_email(present):
+        return "values hold email addresses (even one makes the column personal data)"
     sample = present.sample(min(sample_size, len(present)), random_state=seed).astype(str)
+    kinds = sample.map(text_kinds)
     checks = (
-        ("email addresses", sample.str.contains(EMAIL_RE)),
-        ("phone numbers", sample.map(_has_phone)),
+        ("phone numbers, street addresses or customer ids", kinds.map(bool)),
         ("IP addresses", sample.str.fullmatch(_IPV4_RE)),
-        ("street addresses", sample.str.contains(_STREET_RE)),
+        ("person names", _person_names(sample, names)),
     )
     for label, hits in checks:
         share = float(hits.mean())
         if share >= min_share:
+            if label.startswith("phone"):
+                label = " or ".join(sorted({k for ks in kinds for k in ks}))
             return f"values look like {label} ({share:.0%} of sampled values)"
+    if _mostly_distinct_names(sample):
+        return "values look like person names (nearly all different 'First Last' values)"
     return None
+
+
+def _person_names(sample: pd.Series, names: tuple[set[str], set[str]]) -> pd.Series:
+    """True where a value is a first name and a last name the frame itself holds."""
+    first, last = names
+    if not first or not last:
+        return pd.Series(False, index=sample.index)
+
+    def known(value: str) -> bool:
+        if not _NAME_WORDS_RE.fullmatch(value.strip()):
+            return False
+        words = value.casefold().split()
+        return words[0] in first and words[-1] in last
+
+    return sample.map(known)
+
+
+def _mostly_distinct_names(sample: pd.Series) -> bool:
+    """Half the values are "First Last" and most values differ: names, not categories."""
+    if len(sample) < 20:
+        return False
+    shaped = sample.str.strip().str.fullmatch(_TITLE_CASE_NAME_RE)
+    return float(shaped.mean()) >= 0.5 and sample[shaped].nunique() >= 0.5 * int(shaped.sum())

@@ -8,7 +8,15 @@ import pandas as pd
 import pytest
 
 from cio_mavera.errors import CioMaveraError
-from cio_mavera.pii import PiiLeak, assert_no_pii, contains_pii, find_pii_columns, strip_pii
+from cio_mavera.pii import (
+    PiiLeak,
+    assert_no_pii,
+    contains_pii,
+    find_pii_columns,
+    redact_text,
+    strip_pii,
+    text_pii_kinds,
+)
 
 N = 200
 
@@ -101,3 +109,108 @@ def test_assert_no_pii_raises_with_field_path_but_not_the_value() -> None:
 def test_assert_no_pii_passes_clean_payloads() -> None:
     assert_no_pii({"description": "Audience cluster 1 of 4: 1,200 customers (24.0%).",
                    "scores": [1.5, 2], "ok": True, "none": None})
+
+
+# --- the forms issue 14 found the guard missing ------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "write to ada.lovelace (at) example.com", "ada [at] example [dot] com",
+    "forwarded from x at corp.example", "signed up as ada%40example.com",
+    "reply to ada&#64;example.com", "ADA (AT) EXAMPLE (DOT) ORG",
+])
+def test_obfuscated_and_encoded_emails_are_found(text: str) -> None:
+    assert "email" in text_pii_kinds(text)
+
+
+@pytest.mark.parametrize("text", [
+    "call back on 5551234567", "mobile 555 1234567", "tel. 06 12 34 56 78", "phone 5,551,234,021",
+    "whatsapp %2B33612345678", "+33 6 12 34 56 78", "0044 20 7946 0958", "07911 123456",
+])
+def test_digit_only_spaced_grouped_and_encoded_phones_are_found(text: str) -> None:
+    assert "phone" in text_pii_kinds(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Ship the swag to 88 Church Street.", "Office: 1200 Maple Ave, Austin", "Hauptstraße 5, Berlin",
+    "12 rue de la Paix", "88 church street",
+])
+def test_street_addresses_in_copy_are_found(text: str) -> None:
+    assert "street address" in text_pii_kinds(text)
+
+
+@pytest.mark.parametrize("text", [
+    "duplicate of cio_id a3000001", "same person as customer id: u_000123", "merged into cio_a3000001",
+    "user_id=48213", "cio id 03000001",
+])
+def test_customer_ids_in_copy_are_found(text: str) -> None:
+    assert "customer id" in text_pii_kinds(text)
+
+
+@pytest.mark.parametrize("text", [
+    "12,345 customers", "1,234,567 deliveries", "conversion 3.5% vs 4.1%", "campaign 12, action 345",
+    "between 2026-03-20T00:00:00Z and 2026-03-22 12:00 UTC", "sent at 1700000000 (1700000000000 ms)",
+    "mrr 1234567.89", "version 1.2.3", "Top 5 Tips For The Road", "Look at tallyfold.example for more",
+    "Shop now at tallyfold.example", "windows of 24 h every 12 h; 7, 14 and 28 days",
+    "adjusted p = 0.000123", "Audience cluster 1 of 4: 1,200 customers (24.0%).",
+    "Three steps, about five minutes.", "Met us at a trade show.", "cluster_id 3 of the campaign_id 45",
+    "Reply STOP to opt out.", "5 ways to drive more clicks", "12 campaigns and 345 actions (2024-2025)",
+    "Your 14-day trial ends in 3 days", "between 08:00 and 18:00, Monday to Friday",
+])
+def test_ordinary_numbers_dates_and_copy_are_not_personal_data(text: str) -> None:
+    assert text_pii_kinds(text) == []
+
+
+def _people(n: int = N) -> dict[str, list[str]]:
+    first = ["Ava", "Liam", "Noah", "Emma", "Olivia", "Mateo", "Sofia", "Lucas", "Mia", "Ethan"]
+    last = ["Smith", "Garcia", "Muller", "Rossi", "Silva", "Kim", "Nguyen", "Patel", "Dubois", "Tanaka"]
+    return {"first_name": [first[i % 10] for i in range(n)],
+            "last_name": [last[(i * 3 + i // 10) % 10] for i in range(n)]}
+
+
+def test_a_column_holding_the_workspace_s_own_full_names_is_found_by_value() -> None:
+    people = _people()
+    pool = [f"{people['first_name'][i]} {people['last_name'][i]}" for i in (3, 17, 42)]
+    assistant = [pool[i % 3] if i % 10 == 0 else None for i in range(N)]  # 10% have one
+    found = find_pii_columns(_frame(assistant_name=assistant, **people))
+    assert "assistant_name" in found and "person names" in found["assistant_name"]
+    assert all(name.split()[0] not in found["assistant_name"] for name in pool)
+
+
+def test_a_high_cardinality_column_of_full_names_is_found_without_any_name_list() -> None:
+    first = ["Amelie", "Bruno", "Carla", "Dmitri", "Elif", "Farid", "Greta", "Hiro", "Ines", "Jonas"]
+    last = ["Albers", "Brandt", "Castro", "Dahl", "Eriksen", "Fontaine", "Gruber", "Holm", "Ibsen", "Jovic"]
+    names = [f"{first[i % 10]} {last[(i // 10) % 10]}" for i in range(N)]
+    assert "person names" in find_pii_columns(_frame(account_owner=names)).get("account_owner", "")
+
+
+def test_title_case_categories_are_not_mistaken_for_names() -> None:
+    df = _frame(job_title=(["Marketing Manager", "Head Of Growth", "Data Analyst"] * N)[:N],
+                lifecycle=(["Trial Expired", "Active", "At Risk"] * N)[:N],
+                city=(["New York", "Sao Paulo", "Mexico City"] * N)[:N], **_people())
+    found = find_pii_columns(df, drop_quasi=False)
+    assert not {"job_title", "lifecycle", "city"} & set(found)
+
+
+def test_a_column_with_even_one_email_is_personal_data() -> None:
+    values = [f"note {i}" for i in range(5000)]
+    values[1234] = "cc ada.lovelace (at) example.com"
+    df = pd.DataFrame({"notes": values})
+    assert "email" in find_pii_columns(df).get("notes", "")
+
+
+def test_a_free_text_column_with_a_few_percent_of_phones_addresses_and_ids_is_personal_data() -> None:
+    values = [f"Asked about feature {i % 7}." for i in range(1000)]
+    for i in range(0, 1000, 100):
+        values[i] = "Call back on 5551234567"
+        values[i + 1] = "Ship to 88 Church Street"
+        values[i + 2] = "Duplicate of cio_id a3000001"
+    assert "notes" in find_pii_columns(pd.DataFrame({"notes": values}))
+
+
+def test_redact_text_replaces_every_form_it_finds() -> None:
+    text = ("Questions? ada (at) example.com, 06 12 34 56 78 or +1 415 555 0100; "
+            "visit us at 88 Church Street. Ref cio_id a3000001. 12,345 customers on 2024-01-02.")
+    redacted = redact_text(text)
+    assert text_pii_kinds(redacted) == []
+    assert "12,345 customers on 2024-01-02" in redacted
+    assert "[email]" in redacted and "[phone]" in redacted and "[address]" in redacted

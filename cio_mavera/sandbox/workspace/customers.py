@@ -233,8 +233,8 @@ def generate_customers(rng: np.random.Generator, n: int, end_ts: int, seed: int,
 # same) and adds markup a report must show as text, never run or render.
 HOSTILE_LEVELS: dict[str, dict[str, str]] = {
     "plan": {"enterprise": "enterprise <img src=x onerror=alert(1)>",
-             "starter": "starter <script>alert('plan')</script>",
-             "free": "free **bold** $x^2$", "pro": "[pro](javascript:alert(1))"},
+             "starter": "starter <script>alert('plan')</script> **bold**",
+             "free": "free **bold** $x^2$", "pro": "[pro](javascript:alert(1)) $x^2$"},
     "industry": {"finance": "finance <b>bold</b>", "healthcare": "health`care` _em_ $y$"},
     "favorite_feature": {"api": "api <script>alert('feature')</script>",
                          "templates": "templates [x](javascript:alert(2))"},

@@ -3,6 +3,8 @@ underperformers against their channel's typical message, and rate trends.
 
 Figures are built with `matplotlib.figure.Figure` rather than pyplot, so they work under Agg, leave no
 global figure state behind, and display once in Jupyter (the inline backend renders Figure objects).
+Message names are Customer.io data: they reach a chart only through `markup.plain_label`, so a `$`
+never starts mathtext. Channels carry the reader's names ("SMS", never "twilio").
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from cio_mavera.jobs.campaigns.labels import channel_name
 from cio_mavera.jobs.campaigns.stats import rate_definition
+from cio_mavera.markup import plain_label
 
 __all__ = ["distribution_chart", "trend_chart", "underperformer_chart"]
 
@@ -49,7 +53,7 @@ def _draw_distribution(ax, rows: pd.DataFrame, spreads: pd.DataFrame, metric: st
     label = rate_definition(metric).label
     channels = sorted(rows["channel"].unique())
     jitter = np.random.default_rng(0)  # fixed: the same report draws the same picture
-    flagged_shown = False
+    flagged_shown = gap_shown = False
     for y, channel in enumerate(channels):
         spread = spreads[spreads["channel"] == channel]
         if not spread.empty:
@@ -59,24 +63,37 @@ def _draw_distribution(ax, rows: pd.DataFrame, spreads: pd.DataFrame, metric: st
             ax.vlines(s["typical_rate"] * 100, y - 0.3, y + 0.3, color=_BASELINE, linewidth=2,
                       label="Typical message" if y == 0 else None)
         mine = rows[rows["channel"] == channel]
-        offsets = jitter.uniform(-0.18, 0.18, size=len(mine))
         bad = mine["flagged"].astype(bool).to_numpy()
+        # Ordinary messages are jittered so they do not hide each other; flagged ones sit on the line.
+        offsets = np.where(bad, 0.0, jitter.uniform(-0.18, 0.18, size=len(mine)))
         ax.scatter(mine["rate"].to_numpy()[~bad] * 100, y + offsets[~bad], s=18, color=_ORDINARY, zorder=3,
                    label="Message" if y == 0 else None)
         ax.scatter(mine["rate"].to_numpy()[bad] * 100, y + offsets[bad], s=40, color=_POINT, marker="D",
                    zorder=4, label="Flagged underperformer" if bad.any() and not flagged_shown else None)
         flagged_shown = flagged_shown or bool(bad.any())
-        for r, dy in zip(mine[bad].itertuples(index=False), offsets[bad], strict=True):
-            ax.annotate(f"#{int(r.action_id)}", (r.rate * 100, y + dy), xytext=(4, 4),
-                        textcoords="offset points", fontsize=8, color=_POINT)
-    ax.set_yticks(range(len(channels)), [_CHANNEL_NAMES.get(c, c) for c in channels])
+        for k, r in enumerate(mine[bad].itertuples(index=False)):
+            reference = r.baseline if np.isfinite(r.baseline) else r.rate
+            # The gap to the test's own reference, the "Typical message" of the flagged table.
+            ax.plot([r.rate * 100, reference * 100], [y, y], color=_POINT, linestyle=":",
+                    linewidth=1.2, zorder=2, label="Gap to the typical message" if not gap_shown else None)
+            gap_shown = True
+            # Labelled over the middle of its gap, alternately above and below within a row.
+            ax.annotate(_point_label(r), ((r.rate + reference) * 50, y), xytext=(0, 5 if k % 2 == 0 else -5),
+                        textcoords="offset points", fontsize=8, color=_POINT, ha="center",
+                        va="bottom" if k % 2 == 0 else "top")
+    ax.set_yticks(range(len(channels)), [channel_name(c) for c in channels])
     ax.set_ylim(-0.6, len(channels) - 0.4)
     ax.set_title(label)
     ax.set_xlabel(f"{label} (%)")
     ax.grid(axis="x", alpha=0.3)
 
 
-_CHANNEL_NAMES = {"email": "email", "push": "push", "twilio": "SMS", "whatsapp": "WhatsApp"}
+def _point_label(row) -> str:
+    """A flagged point's label: its message's name (as plain text) and id."""
+    name = getattr(row, "name", None)
+    if not isinstance(name, str) or not name.strip():
+        return f"#{int(row.action_id)}"
+    return f"{plain_label(name, 28)} (#{int(row.action_id)})"
 
 
 def underperformer_chart(result_df: pd.DataFrame, baselines: pd.DataFrame, max_rows: int = 20) -> Figure:
@@ -123,8 +140,8 @@ def _channel_rate_lookup(baselines: pd.DataFrame, metric: str) -> dict[str, floa
 
 
 def _message_label(row) -> str:
-    name = getattr(row, "name", None) or "action"
-    return f"{name} (#{row.action_id}, {row.channel})"
+    name = getattr(row, "name", None) or "message"
+    return f"{plain_label(name, 40)} (#{int(row.action_id)}, {channel_name(row.channel)})"
 
 
 def trend_chart(trend_df: pd.DataFrame) -> Figure:
@@ -136,9 +153,9 @@ def trend_chart(trend_df: pd.DataFrame) -> Figure:
     ax = figure.subplots()
     for channel, rows in trend_df.sort_values("period_start").groupby("channel", sort=True):
         when = rows["period_start"].dt.tz_convert(None)
-        line, = ax.plot(when, rows["rate"] * 100, marker="o", label=channel)
+        line, = ax.plot(when, rows["rate"] * 100, marker="o", label=channel_name(channel))
         ax.fill_between(when, rows["ci_low"] * 100, rows["ci_high"] * 100, color=line.get_color(), alpha=0.2)
-    ax.set_title(f"{label} by channel per period (95% Wilson band)")
+    ax.set_title(f"{label} of each channel's sends per period (95% Wilson band)")
     ax.set_xlabel("Period start (UTC)")
     ax.set_ylabel(f"{label} (%)")
     ax.grid(alpha=0.3)

@@ -12,6 +12,7 @@ import pandas as pd
 from cio_mavera import datasets
 from cio_mavera.connect import Connection
 from cio_mavera.errors import CioMaveraError
+from cio_mavera.progress import Progress
 
 JOB = "campaign-messaging"
 CHANNEL_ALIASES = {"sms": "twilio", "text": "twilio", "in-app": "in_app"}
@@ -80,17 +81,19 @@ def normalise_channel(channel: str | None) -> str:
 
 def load_campaign_data(conn: Connection, *, days: int | None = 30, start: Any = None,
                        end: Any = None, channel: str = "all",
-                       campaign_ids: Iterable[int] = (), refresh: bool = False) -> CampaignData:
+                       campaign_ids: Iterable[int] = (), refresh: bool = False,
+                       progress: Progress | None = None) -> CampaignData:
     """Campaigns, actions and daily action metrics for the window, through the parquet cache.
 
     Metrics are pulled for every campaign so each channel's baseline is the whole workspace; the
     channel and campaign filters apply to which messages are reported (see `analyse`).
+    `progress(done, total)` is told as campaigns' metrics are pulled (`progress.progress_bar`).
     """
     lo, hi = resolve_window(days, start, end, today=conn.today)
     channel = normalise_channel(channel)
     wanted = sorted({int(c) for c in campaign_ids or ()})
     # metrics() pulls actions and campaigns itself (refreshing them too when asked), so read them after.
-    metrics = datasets.metrics(conn, lo, hi, res="days", tz="UTC", refresh=refresh)
+    metrics = datasets.metrics(conn, lo, hi, res="days", tz="UTC", refresh=refresh, progress=progress)
     campaigns = datasets.campaigns(conn)
     actions = datasets.actions(conn)
     if channel != "all" and channel not in set(actions["channel"]):

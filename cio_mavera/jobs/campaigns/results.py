@@ -10,14 +10,27 @@ import pandas as pd
 
 from cio_mavera.jobs.campaigns.analysis import Findings, _round
 from cio_mavera.jobs.campaigns.data import JOB, CampaignData
+from cio_mavera.jobs.campaigns.parameters import PARAMETERS
 from cio_mavera.jobs.campaigns.strategy import Strategy
 from cio_mavera.jobs.context import RunContext
+
+
+def parameters_in(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The job's parameters as they stand in `namespace` (a notebook's `globals()`), checked.
+
+    Read again before results are written, so a parameter changed and re-run in JupyterLab is the
+    one results.json and the report show.
+    """
+    values = {p.name: namespace[p.name] for p in PARAMETERS.parameters if p.name in namespace}
+    PARAMETERS.check(values)
+    return values
 
 
 def campaign_results(run: RunContext, data: CampaignData, findings: Findings, strategy: Strategy,
                      ranked: pd.DataFrame, scores: pd.DataFrame, *,
                      personas: Sequence[Mapping[str, Any]] = (),
-                     validation: str = "responses") -> dict[str, Any]:
+                     validation: str = "responses",
+                     ab_tests: pd.DataFrame | None = None) -> dict[str, Any]:
     """The run's machine-readable findings (DESIGN.md "Run outputs") for results.json."""
     flagged = [{
         "campaign_id": int(r.campaign_id), "action_id": int(r.action_id), "channel": r.channel,
@@ -54,6 +67,14 @@ def campaign_results(run: RunContext, data: CampaignData, findings: Findings, st
         "lift_vs_current": _float(r.lift_vs_current),
         "persona_scores": persona_rows.get((int(r.action_id), str(r.variation_id)), []),
     } for r in ranked.itertuples(index=False)]
+    tests = [{
+        "action_id": int(r.action_id), "campaign_id": int(r.campaign_id), "metric": r.metric,
+        "variation_id": r.variation_id if isinstance(r.variation_id, str) else None,
+        "current_rate": _round(r.current_rate, 6), "target_rate": _round(r.target_rate, 6),
+        "typical_rate": _round(r.typical_rate, 6),
+        "deliveries_per_variant": None if pd.isna(r.per_variant) else int(r.per_variant),
+        "days": None if pd.isna(r.days) else int(r.days), "power": r.power, "alpha": r.alpha,
+    } for r in (ab_tests if ab_tests is not None else pd.DataFrame()).itertuples(index=False)]
     return {
         "job": JOB,
         "mode": data.mode,
@@ -80,6 +101,8 @@ def campaign_results(run: RunContext, data: CampaignData, findings: Findings, st
         "personas": [{"id": p.get("id"), "name": p.get("name"), "category": p.get("category")}
                      for p in personas],
         "ranked_variations": variations,
+        # The A/B test each rewritten message needs (its top variation against the current copy).
+        "ab_tests": tests,
         **run.results_footer(),
     }
 

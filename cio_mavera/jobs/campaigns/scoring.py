@@ -15,6 +15,7 @@ from cio_mavera.jobs.campaigns.variations import CURRENT, Variation
 from cio_mavera.jobs.context import RunContext
 from cio_mavera.jobs.credits import SKIPPABLE, skip_reason
 from cio_mavera.pii import assert_no_pii
+from cio_mavera.progress import Progress
 
 ValidationMode = Literal["responses", "focus_group"]
 
@@ -98,12 +99,13 @@ def score_prompt(variation: Variation) -> str:
 def score_variations(run: RunContext, variations: Sequence[Variation],
                      personas: Sequence[Mapping[str, Any]],
                      mode: ValidationMode = "responses", *, timeout_s: float = 120.0,
-                     poll_s: float = 2.0) -> pd.DataFrame:
+                     poll_s: float = 2.0, progress: Progress | None = None) -> pd.DataFrame:
     """One row per (variation, persona): score 1-10, open/click probability and a reason.
 
     `responses`: one structured Responses call per pair (JSON schema). `focus_group`: one focus
     group per message, asking each persona to rate every variation and say whether they would
-    open and click (yes/no, so the probabilities are 0 or 1 per persona).
+    open and click (yes/no, so the probabilities are 0 or 1 per persona). `progress(done, total)`
+    is told after each variation (or focus group).
     """
     if len(personas) < 3:
         raise JobInputError(f"scoring needs at least three personas, got {len(personas)}")
@@ -111,14 +113,18 @@ def score_variations(run: RunContext, variations: Sequence[Variation],
         raise JobInputError(f"validation must be 'responses' or 'focus_group', not {mode!r}")
     rows: list[dict[str, Any]] = []
     if mode == "responses":
-        for variation in variations:
+        for done, variation in enumerate(variations, 1):
             rows.extend(_score_with_panel(run, variation, personas))
+            if progress:
+                progress(done, len(variations))
     else:
         by_message: dict[int, list[Variation]] = {}
         for variation in variations:
             by_message.setdefault(variation.action_id, []).append(variation)
-        for action_id, group in by_message.items():
+        for done, (action_id, group) in enumerate(by_message.items(), 1):
             rows.extend(_score_with_focus_group(run, action_id, group, personas, timeout_s, poll_s))
+            if progress:
+                progress(done, len(by_message))
     return pd.DataFrame(rows, columns=_SCORE_COLUMNS)
 
 

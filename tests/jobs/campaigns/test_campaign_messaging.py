@@ -14,7 +14,7 @@ from conftest import END, settings_for
 from cio_mavera.connect import Connection
 from cio_mavera.errors import BudgetExceeded, InvalidParameter
 from cio_mavera.jobs import campaigns as cm
-from cio_mavera.jobs.campaigns import narrative
+from cio_mavera.jobs.campaigns import narrative, tables
 from cio_mavera.jobs.context import RunContext
 from cio_mavera.mavera.budget import CreditBudget
 from cio_mavera.mavera.client import MaveraClient
@@ -422,19 +422,23 @@ def test_listings_are_cached_for_a_warm_rerun(connection, sandbox):
         assert sandbox.state.stats.as_json()["requests_total"] > before
 
 
-def test_report_sentences_name_the_planted_messages(sandbox, data):
+def test_report_summary_and_sentences_name_the_planted_messages(sandbox, data):
     findings = cm.analyse(data)
     strategy = cm.Strategy("", [], [], None, 0, skipped="not asked")
-    bullets = narrative.summary_bullets(findings, strategy, cm.rank_variations(pd.DataFrame(
+    ranked = cm.rank_variations(pd.DataFrame(
         columns=["action_id", "variation_id", "persona_id", "persona_name", "score", "would_open",
-                 "would_click", "reason"])))
-    assert bullets.count("\n- ") == 2
-    assert "3 of 33 messages underperform" in bullets
-    top = findings.flagged.iloc[0]
-    assert f"#{int(top['action_id'])}" in bullets
-    assert "not asked" in bullets
+                 "would_click", "reason"]))
+    plan = cm.ab_test_plan(findings, ranked)
+    numbers = narrative.key_numbers(findings, ranked, plan)
+    assert numbers[0].value == "3 of 33" and "false discovery rate" in numbers[0].uncertainty
+    top = narrative.clearest_flag(findings)
+    assert f"(#{int(top['action_id'])})" in numbers[1].label
+    assert numbers[1].value.endswith("%)") and "adjusted p" in numbers[1].uncertainty
+    steps = narrative.decisions(findings, strategy, ranked, plan)
+    assert len(steps) == 3 and all(s.startswith("No new copy was scored") for s in steps)
+    assert all("deliveries per variant" in s for s in steps)
     sentence = narrative.underperformer_sentence(findings)
-    assert all(f"#{a}" in sentence for a in findings.messages["action_id"])
+    assert all(f"\\#{a}" in sentence for a in findings.messages["action_id"])
 
 
 def test_report_explains_the_method_and_shows_the_checks_and_the_spread(data):
@@ -447,8 +451,9 @@ def test_report_explains_the_method_and_shows_the_checks_and_the_spread(data):
     bullets = narrative.checks_markdown(findings)
     assert bullets.count("\n- ") == 5 and "On this data: median dispersion" in bullets
     assert "Typical human click rate by channel: email" in narrative.spread_sentence(findings)
-    table = narrative.flagged_table(findings)
-    assert {"Shrunken (%)", "Typical message (%)", "Typical range (%)", "Spread (logit SD)"} <= set(table.columns)
+    table = tables.flagged_frame(findings, data)
+    assert {"Observed (95% CI)", "Shrunken (95% CI)", "Typical message", "Typical range"} <= set(table.columns)
+    assert table["Channel"].isin(["email", "push", "SMS"]).all()
 
 
 def test_realistic_sandbox_flags_outliers_of_their_channel_not_ordinary_messages(shared_server, tmp_path):

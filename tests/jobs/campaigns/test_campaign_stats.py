@@ -539,7 +539,7 @@ def test_distribution_chart_shows_each_rate_with_the_flagged_messages_marked():
     assert titles[:2] == ["Human click rate", "Click-to-open rate"]
     assert figure._suptitle is not None and all(ax.get_xlabel().endswith("(%)") for ax in figure.axes)
     marked = [t.get_text() for ax in figure.axes[:2] for t in ax.texts]
-    assert marked == ["#17", "#17"]
+    assert marked == ["Message 17 (#17)", "Message 17 (#17)"]  # its name beside its id
 
 
 def test_underperformer_chart_has_title_labels_and_one_row_per_flag():

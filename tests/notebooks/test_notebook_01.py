@@ -1,19 +1,37 @@
 """Notebook 01 end to end: papermill runs against the in-kernel sandbox find the planted truth (exactly in
 the clean world, the far-out plants and little else in the realistic one), the HTML is a code-free
-self-contained report, fake keys never leak, and nbval (lax) executes the template."""
+self-contained report that opens with the banner, the summary and what to do next, says what changed
+since the previous run, keeps hostile copy as text, and reads at 1280 px in a real browser; fake keys
+never leak; nbval (lax) executes the template, and in one kept kernel (as in JupyterLab) a changed
+parameter re-runs from its step without a restart."""
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import nbformat
 import pytest
+from bs4 import BeautifulSoup
 from conftest import END, PINNED_END
-from notebook_checks import assert_code_free_offline_report, run_nbval
+from jupyter_client.manager import start_new_kernel
+from notebook_checks import (
+    HeadlessChromium,
+    assert_code_free_offline_report,
+    chromium_binary,
+    run_nbval,
+)
 
-from cio_mavera.reports import NOTEBOOKS_DIR, RunResult, notebook_parameters, run_job
+from cio_mavera.reports import NOTEBOOKS_DIR, PROJECT_ROOT, RunResult, notebook_parameters, run_job
 from cio_mavera.sandbox.server import start_sandbox
 from cio_mavera.sandbox.workspace import World, generate_workspace
+from cio_mavera.sandbox.workspace.catalog import (
+    HOSTILE_CAMPAIGN,
+    HOSTILE_NAME,
+    HOSTILE_PREHEADER,
+    HOSTILE_SUBJECT,
+)
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
@@ -122,3 +140,170 @@ def test_another_seed_with_fake_keys_finds_its_truth_and_leaks_no_key(tmp_path):
 
 def test_nbval_lax_executes_the_template_in_sandbox_mode(tmp_path):
     run_nbval(NOTEBOOK, tmp_path / "data", env=SANDBOX)
+
+
+# ---- the report as a reader sees it ---------------------------------------------------------------
+
+
+def _soup(run: RunResult) -> BeautifulSoup:
+    return BeautifulSoup(run.report.read_text(), "html.parser")
+
+
+def _heading(tag) -> str:
+    return tag.get_text(strip=True).rstrip("¶")  # without the anchor link nbconvert adds
+
+
+def test_report_opens_with_the_banner_the_summary_and_what_to_do_next(default_run):
+    soup = _soup(default_run)
+    main = soup.find("main") or soup.body
+    order = [el for el in main.find_all(True) if el.get("class") and {"cio-banner", "cio-summary"}
+             & set(el["class"]) or (el.name == "h2")]
+    names = [("banner" if "cio-banner" in (el.get("class") or []) else
+              "summary" if "cio-summary" in (el.get("class") or []) else _heading(el))
+             for el in order]
+    assert names[:3] == ["banner", "Summary", "summary"], names
+    summary = soup.find(class_="cio-summary")
+    keys = summary.find_all(class_="cio-key")
+    assert 3 <= len(keys) <= 5
+    # Headline numbers carry their uncertainty: "1.4% (1.2–1.5%)" beside "against 6.6% ...".
+    clearest = keys[1].get_text(" ", strip=True)
+    assert "%)" in clearest and "against" in clearest and "adjusted p" in clearest
+    decisions = summary.find(class_="cio-decisions").find_all("li")
+    assert decisions and "deliveries per variant" in decisions[0].get_text()
+    headings = [_heading(h) for h in main.find_all(["h2", "h3"])]
+    assert headings.index("What changed since the last run") < headings.index("Underperforming messages")
+    assert {"What to do next", "Glossary", "Parameters"} <= set(headings)
+    text = main.get_text(" ")
+    assert "twilio" not in text.lower() and "0.0e+00" not in text and "p = 0 " not in text
+    cells = {td.get_text(strip=True) for td in main.find_all("td")}
+    assert not cells & {"None", "'all'", "[]", "False"}  # parameters shown plainly, not as reprs
+    assert soup.find(class_="cio-glossary") is not None
+    flagged_rows = soup.find_all("tr", class_="cio-flagged")
+    assert flagged_rows, "flagged rows are highlighted"
+
+
+def test_results_carry_what_changed_and_the_ab_tests(default_run, tmp_path):
+    results = json.loads(default_run.results.read_text())
+    assert results["changes"]["first_run"] is True
+    tests = results["ab_tests"]
+    assert [t["action_id"] for t in tests] == results["messages_rewritten"]
+    assert all(t["deliveries_per_variant"] > 0 and t["power"] == 0.8 for t in tests)
+
+
+def test_a_second_run_says_what_changed_since_the_first(default_run):
+    out = default_run.run_dir.parents[1]
+    again = run_job("campaign-messaging", {}, out_dir=out,
+                    environment={**SANDBOX, "CIO_MAVERA_SANDBOX_WORLD": "clean",
+                                 "CIO_MAVERA_DATA_DIR": str(out / "data")})
+    changes = json.loads(again.results.read_text())["changes"]
+    assert changes["first_run"] is False and changes["previous_run_id"] == default_run.run_id
+    assert changes["newly_flagged"] == [] and changes["recovered"] == []
+    assert changes["still_flagged"] == len(flagged(default_run))
+    assert f"Compared with the previous run ({default_run.run_id})" in _soup(again).get_text()
+
+
+def test_hostile_copy_stays_text_in_the_rendered_report(tmp_path):
+    world = World.clean().with_knobs({"campaigns.hostile_copy": True})
+    server = start_sandbox(seed=7, customers=500, end=END, world=world)
+    try:
+        env = {**server.env(), "CIO_MAVERA_MODE": "live", "CIO_MAVERA_DATA_DIR": str(tmp_path / "data")}
+        run = run_job("campaign-messaging", {"start": "2026-03-02", "end": "2026-04-01"},
+                      out_dir=tmp_path / "out", environment=env)
+    finally:
+        server.stop()
+    assert run.status == "succeeded"
+    assert flagged(run) == planted(7, World.clean())  # the copy changes nothing else
+    soup = _soup(run)
+    # Nothing ran: no script element, no javascript: link, no image but the charts, no handlers.
+    assert soup.find_all("script") == []
+    assert [a["href"] for a in soup.find_all(href=True)
+            if not a["href"].startswith(("https://", "http://", "#", "data:text/csv"))] == []
+    assert all(img["src"].startswith("data:image/png;base64,") for img in soup.find_all("img"))
+    assert len(soup.find_all("img")) == 2
+    assert [t.name for t in soup.find_all(True) if any(a.lower().startswith("on") for a in t.attrs)] == []
+    # Nothing became markup: the copy's ** and $ did not make bold text or maths.
+    made = [t for t in soup.find_all(["strong", "em", "b", "i", "code", "span", "a"])
+            if t.get_text(strip=True) in ("markdown", "notacommand", "x", "link", "click", "Open")]
+    assert made == []
+    # And it is all still there to read, as the characters it is.
+    text = soup.get_text()
+    for piece in (HOSTILE_SUBJECT, HOSTILE_PREHEADER, HOSTILE_NAME, HOSTILE_CAMPAIGN):
+        assert piece in text, piece
+    results = json.loads(run.results.read_text())
+    assert all(f["name"].endswith(HOSTILE_NAME) for f in results["flagged_underperformers"])
+    if chromium_binary() is not None:
+        _reads_at_1280(run.report, tmp_path / "chromium")
+
+
+def _reads_at_1280(report: Path, profile: Path) -> None:
+    with HeadlessChromium(chromium_binary(), profile) as browser:
+        browser.open(report.as_uri(), width=1280, height=900)
+        layout = browser.layout()
+    assert layout["scroll_width"] <= 1280 and layout["sticking_out"] == [], layout["sticking_out"]
+    assert layout["images"] >= 2 and layout["undecoded"] == []
+
+
+@pytest.mark.skipif(chromium_binary() is None, reason="Debian's chromium is not installed "
+                    "(as root: make services, or apt-get install chromium)")
+def test_default_report_reads_at_1280_px_in_a_browser(default_run, tmp_path):
+    _reads_at_1280(default_run.report, tmp_path / "chromium")
+
+
+# ---- JupyterLab: one kernel, a changed parameter, re-run from its step --------------------------
+
+
+def _execute(client, code: str) -> list[dict]:
+    """Run `code` in the kernel as a notebook cell would; its outputs (fails on an error)."""
+    outputs: list[dict] = []
+
+    def keep(message: dict) -> None:
+        if message["msg_type"] in ("stream", "display_data", "execute_result", "error"):
+            outputs.append({"type": message["msg_type"], **message["content"]})
+
+    reply = client.execute_interactive(code, timeout=300, output_hook=keep, allow_stdin=False)
+    errors = [f"{o['ename']}: {o['evalue']}" for o in outputs if o["type"] == "error"]
+    assert reply["content"]["status"] == "ok", f"{code.splitlines()[0]!r} failed: {errors}"
+    return outputs
+
+
+def _value(client, expression: str):
+    """The JSON value of `expression` in the kernel."""
+    out = _execute(client, f"import json as _json; print(_json.dumps({expression}))")
+    return json.loads("".join(o["text"] for o in out if o["type"] == "stream" and o["name"] == "stdout"))
+
+
+def test_jupyterlab_rerun_after_changing_a_parameter_needs_no_restart(tmp_path):
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}  # bars on, as in JupyterLab
+    env.update({**SANDBOX, "CIO_MAVERA_SANDBOX_WORLD": "clean",
+                "CIO_MAVERA_DATA_DIR": str(tmp_path / "data")})
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(PROJECT_ROOT), env=env)
+    try:
+        outputs = [_execute(client, cell.source) for cell in code]  # top to bottom, once
+        pull = next(i for i, c in enumerate(code) if c.source.startswith("# Pull campaign metrics"))
+        bars = "".join(o.get("text", "") for o in outputs[pull] if o["type"] == "stream")
+        assert "Campaign metrics" in bars  # a tqdm bar while the metrics were pulled
+        before = _value(client, "{'client': id(run.mavera), 'messages': len(findings.messages), "
+                                "'spent': run.credits_spent()}")
+        assert before["messages"] == 3
+        # Change one analysis parameter in the parameters cell, run it, then re-run from its step.
+        parameters = code[0].source.replace("max_underperformers = 3", "max_underperformers = 1")
+        assert parameters != code[0].source
+        _execute(client, parameters)
+        start = next(i for i, c in enumerate(code) if c.source.startswith("# Find underperformers"))
+        rerun = [_execute(client, cell.source) for cell in code[start:]]
+        after = _value(client, "{'client': id(run.mavera), 'messages': len(findings.messages), "
+                               "'rewritten': results['messages_rewritten'], "
+                               "'parameter': results['parameters']['max_underperformers'], "
+                               "'ranked': sorted(set(ranked['action_id'].astype(int).tolist())), "
+                               "'tests': len(ab_tests)}")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert after["client"] == before["client"]  # the same open Mavera client
+    assert after["messages"] == 1 and after["parameter"] == 1 and after["tests"] == 1
+    assert after["ranked"] == after["rewritten"] and len(after["rewritten"]) == 1
+    summary = next(o for cell in rerun for o in cell if o["type"] == "display_data"
+                   and "cio-summary" in o["data"].get("text/html", ""))
+    assert "2 more flagged message(s) were not rewritten" in summary["data"]["text/html"]

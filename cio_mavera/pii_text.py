@@ -27,9 +27,10 @@ _PLACEHOLDERS = {EMAIL: "[email]", PHONE: "[phone]", ADDRESS: "[address]", CUSTO
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _AT = r"(?:\s*[(\[{<]\s*at\s*[)\]}>]\s*|\s+at\s+)"
 _DOT = r"(?:\s*[(\[{<]\s*dot\s*[)\]}>]\s*|\s+dot\s+|\.)"
-_OBFUSCATED_EMAIL_RE = re.compile(
-    rf"(?<![\w.+-])(?P<local>[a-z0-9._+-]+)(?P<at>{_AT})"
-    rf"(?P<domain>[a-z0-9-]+(?:{_DOT}[a-z0-9-]+)*{_DOT}[a-z]{{2,}})(?![\w-])", re.IGNORECASE)
+# An obfuscated address is found from its "at": the mailbox before it, a dotted domain after it.
+_AT_RE = re.compile(_AT, re.IGNORECASE)
+_LOCAL_RE = re.compile(r"(?<![\w.+-])[a-z0-9._+-]+\Z", re.IGNORECASE)
+_DOMAIN_RE = re.compile(rf"[a-z0-9-]+(?:{_DOT}[a-z0-9-]+)*{_DOT}[a-z]{{2,}}(?![\w-])", re.IGNORECASE)
 # Words that precede a plain " at <domain>" in copy ("Shop now at tallyfold.example"): not a mailbox.
 _NOT_A_MAILBOX = frozenset((
     "a", "an", "the", "and", "or", "but", "so", "is", "are", "was", "were", "be", "been", "am",
@@ -104,7 +105,7 @@ def spans(text: str) -> list[tuple[str, int, int]]:
     """(kind, start, end) of every personal-data form in `decode(text)`, positions in that text."""
     text = decode(text)
     out: list[tuple[str, int, int]] = [(EMAIL, *m.span()) for m in EMAIL_RE.finditer(text)]
-    out += [(EMAIL, *m.span()) for m in _OBFUSCATED_EMAIL_RE.finditer(text) if _is_mailbox(m)]
+    out += [(EMAIL, start, end) for start, end, _, _ in _obfuscated_emails(text)]
     out += [(CUSTOMER_ID, *m.span()) for m in _CIO_PREFIXED_RE.finditer(text)]
     out += [(CUSTOMER_ID, *m.span()) for m in _LABELLED_ID_RE.finditer(text)]
     out += [(ADDRESS, *m.span()) for m in _STREET_RE.finditer(text) if _is_street(m)]
@@ -158,11 +159,19 @@ def is_phone(candidate: str) -> bool:
     return 10 <= len(digits) <= 15
 
 
-def digit_runs(text: str) -> Iterator[str]:
-    """The digits of every phone-like run in `text` (decoded): for matching against known phones."""
+def digit_groups(text: str) -> Iterator[list[str]]:
+    """The digit groups of every phone-like run in `text` (decoded), for matching known phones."""
     masked = _DATE_TIME_RE.sub(lambda m: "_" * len(m.group()), text)
     for m in _PHONE_CANDIDATE_RE.finditer(masked):
-        yield re.sub(r"\D", "", m.group())
+        yield re.findall(r"\d+", m.group())
+
+
+def email_addresses(text: str) -> list[str]:
+    """Every email address in `text` (decoded), obfuscated ones written out, lower-cased."""
+    found = [m.group().lower() for m in EMAIL_RE.finditer(text)]
+    for _, _, local, domain in _obfuscated_emails(text):
+        found.append(f"{local}@{re.sub(_DOT, '.', domain, flags=re.IGNORECASE)}".lower())
+    return found
 
 
 def strings_in(obj: Any, path: str = "$") -> Iterator[tuple[str, str]]:
@@ -190,10 +199,19 @@ def strings_in(obj: Any, path: str = "$") -> Iterator[tuple[str, str]]:
         yield from strings_in(str(obj), path)
 
 
-def _is_mailbox(m: re.Match[str]) -> bool:
-    if m.group("at").strip().lower() != "at":  # (at), [at]: obfuscated on purpose
-        return True
-    return m.group("local").lower() not in _NOT_A_MAILBOX
+def _obfuscated_emails(text: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, mailbox, domain as written) of each address spelt with (at), [at] or " at "."""
+    found = []
+    for at in _AT_RE.finditer(text):
+        local = _LOCAL_RE.search(text[max(0, at.start() - 64):at.start()])
+        domain = _DOMAIN_RE.match(text, at.end())
+        if local is None or domain is None:
+            continue
+        plain = at.group().strip().lower() == "at"  # (at), [at]: obfuscated on purpose
+        if plain and local.group().lower() in _NOT_A_MAILBOX:
+            continue
+        found.append((at.start() - len(local.group()), domain.end(), local.group(), domain.group()))
+    return found
 
 
 def _is_street(m: re.Match[str]) -> bool:

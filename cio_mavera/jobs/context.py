@@ -3,7 +3,9 @@
 A notebook opens it in one line (`run = open_run(JOB, parameters)`) and hands `run` to every step
 that talks to Mavera. The Mavera client is opened on first use and stays open for the life of the
 context, so re-running any cell in JupyterLab works; it is closed (and the credits ledger flushed)
-when the kernel exits or `close()` is called, and reopened if a later cell needs it again.
+when the kernel exits or `close()` is called, and reopened if a later cell needs it again. Its PII
+guard checks every payload against the workspace's own people (`people`: the connection's customers
+cache, indexed on the first call and again after a pull, kept across reopened clients).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from cio_mavera.changes import compare, previous_results
 from cio_mavera.connect import Connection, connect
 from cio_mavera.jobs.credits import SkippedStep, credits_section, skip_reason
+from cio_mavera.known_people import WorkspacePeople
 from cio_mavera.mavera import CreditBudget, MaveraClient
 from cio_mavera.run_results import current_run, write_results
 from cio_mavera.settings import PROJECT_ROOT
@@ -39,6 +42,7 @@ class RunContext:
     refresh: bool = False
     skipped: list[SkippedStep] = field(default_factory=list)
     _client: MaveraClient | None = field(default=None, repr=False)
+    _people: WorkspacePeople | None = field(default=None, repr=False)
     _owns_client: bool = field(default=True, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -61,10 +65,20 @@ class RunContext:
                 if self.connection is None:
                     raise RuntimeError("this run context has no connection to open a Mavera client on")
                 self._client = MaveraClient(self.connection, run_id=self.run_id, job=self.job,
-                                            budget=self.budget, refresh=self.refresh)
+                                            budget=self.budget, refresh=self.refresh,
+                                            people=self.people)
                 self.run_id = self._client.run_id
                 weakref.finalize(self, _close_quietly, self._client)
             return self._client
+
+    @property
+    def people(self) -> WorkspacePeople:
+        """The workspace's people the PII guard checks payloads against (from the customers cache)."""
+        if self._people is None:
+            if self.connection is None:
+                raise RuntimeError("this run context has no connection whose customers to check")
+            self._people = WorkspacePeople(self.connection.cache_dir)
+        return self._people
 
     def skip(self, step: str, what: str, reason: Exception | str) -> None:
         """Record a call that was not made; a re-run cell replaces its earlier entry."""

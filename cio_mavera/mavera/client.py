@@ -19,6 +19,7 @@ import httpx
 from ..connect import Connection
 from ..errors import ConfigError
 from ..http import HttpClient
+from ..known_people import WorkspacePeople
 from .budget import CreditBudget
 from .core import RETRY, MeteredCore
 from .errors import SERVICE, mavera_error
@@ -48,6 +49,9 @@ def _new_run_id() -> str:
 class MaveraClient(MeteredCore):
     """A Mavera API client for one run: cached, budgeted, rate-limited, and accounted in the ledger.
 
+    Its PII guard checks every payload against `people` (default: the customers this connection's
+    cache holds, rebuilt when a pull changes it); a run context passes its own so it is built once.
+
     Namespaces: `chat`, `responses`, `personas`, `mave`, `generations`, `focus_groups`, `usage`,
     `workspaces`.
     """
@@ -64,6 +68,7 @@ class MaveraClient(MeteredCore):
         rpm: int | None = None,
         ledger: CreditsLedger | None = None,
         pii_guard: bool = True,
+        people: WorkspacePeople | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_connections: int = 32,
         transport: httpx.BaseTransport | None = None,
@@ -105,6 +110,8 @@ class MaveraClient(MeteredCore):
             refresh=refresh,
             pii_guard=pii_guard,
             workspace_id=settings.mavera_workspace_id,
+            # Every payload is checked against the people this connection's cache has pulled.
+            people=people or WorkspacePeople(connection.cache_dir),
         )
         self.chat = Chat(self)
         self.responses = Responses(self)

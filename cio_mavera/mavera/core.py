@@ -1,6 +1,10 @@
 """The one metered call every Mavera request goes through: PII guard -> response cache -> credit
 budget -> send -> ledger.
 
+The guard refuses a body (or query) holding personal data by pattern (`pii`: emails, phones,
+street addresses, customer ids) or naming one of the workspace's own people (`known_people`: full
+names, emails, phones, ids and cio_ids from the customers cache, when one was pulled).
+
 `MeteredCore.call` runs the whole sequence for a request with one JSON answer. Streaming and
 focus-group polling are not one request and one answer, so they drive the same steps themselves
 through a `MeteredCall` (guard, cache lookup, reserve, settle or release, store) instead of a copy.
@@ -19,6 +23,7 @@ import httpx
 
 from ..errors import ApiError
 from ..http import HttpClient, RetryPolicy
+from ..known_people import WorkspacePeople
 from ..pii import contains_pii
 from .budget import DEFAULT_WORST_CASE, CreditBudget, Reservation
 from .errors import SERVICE, PiiBlocked
@@ -121,7 +126,8 @@ class MeteredCore:
     def __init__(self, *, http: HttpClient, limits: KeyLimits, cache: ResponseCache,
                  listings: ListingCache, ledger: CreditsLedger, locks_dir: Path, base_url: str,
                  run_id: str, job: str, budget: CreditBudget | None, use_cache: bool,
-                 refresh: bool, pii_guard: bool, workspace_id: str | None = None) -> None:
+                 refresh: bool, pii_guard: bool, workspace_id: str | None = None,
+                 people: WorkspacePeople | None = None) -> None:
         self.http = http
         self.limits = limits
         self.cache = cache
@@ -135,6 +141,7 @@ class MeteredCore:
         self.use_cache = use_cache
         self.refresh = refresh
         self.pii_guard = pii_guard
+        self.people = people  # the workspace's own people, checked in every payload when given
         self.workspace_id = workspace_id  # MAVERA_WORKSPACE_ID, or what client.workspaces found
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -160,16 +167,24 @@ class MeteredCore:
     # -- the steps ---------------------------------------------------------------------------
 
     def guard(self, endpoint: str, body: Any) -> None:
-        """Refuse (PiiBlocked) a body holding customer emails or phone numbers."""
+        """Refuse (PiiBlocked) a body holding personal data: by pattern, or one of the workspace's people.
+
+        The message names the kind of data and where it sits in the body, never the value.
+        """
         if not self.pii_guard or body is None:
             return
         findings = contains_pii(body)
+        known = self.people.current() if self.people is not None else None
+        if known is not None:
+            findings += [f"{path}: {kind}" for path, kind in known.find(body)]
         if findings:
             shown = ", ".join(findings[:5]) + (f" and {len(findings) - 5} more" if len(findings) > 5 else "")
+            whose = (" ('a customer's ...': it matches someone in this workspace's customers cache)"
+                     if any("a customer's" in f for f in findings) else "")
             raise PiiBlocked(
-                f"refused to send {endpoint} to Mavera: customer PII (email/phone) at {shown}; "
-                "remove it first (cio_mavera.pii.strip_pii) -- only aggregates and persona "
-                "descriptions may leave the machine", findings=findings)
+                f"refused to send {endpoint} to Mavera: personal data at {shown}{whose}; remove it "
+                "first (cio_mavera.pii.strip_pii, redact_text) -- only aggregates, persona "
+                "descriptions and message copy may leave the machine", findings=findings)
 
     def record(self, endpoint: str, credits: int, *, cached: bool) -> None:
         """One ledger row for this run."""
@@ -219,6 +234,8 @@ class MeteredCore:
              slot: threading.BoundedSemaphore | None = None,
              check: Check | None = None) -> tuple[dict[str, Any], bool]:
         """Send one request through guard, cache, budget and ledger; return (JSON body, was_cached)."""
+        if params:
+            self.guard(endpoint, {"query": params})
         call = self.begin(endpoint, method, path, body, cost=cost, what=what,
                           multiplier=multiplier, cacheable=cacheable)
         hit = call.cached()

@@ -41,7 +41,8 @@ class DuplicateName(ApiError):
 
 
 class PiiBlocked(CioMaveraError):
-    """A request to Mavera held customer PII (email/phone) and was refused before sending."""
+    """A request to Mavera held personal data (a pattern, or one of the workspace's people) and was
+    refused before sending; `findings` are "path: kind" strings, never the values."""
 
     def __init__(self, message: str, *, findings: list[str]) -> None:
         super().__init__(message)

@@ -125,7 +125,9 @@ def key_numbers(findings: Findings, ranked: pd.DataFrame, plan: pd.DataFrame) ->
         f"{findings.alpha:.0%} false discovery rate: about 1 flag in {round(1 / findings.alpha)} "
         "may be chance",
         f"{tests:,} tests (message × rate); a flag is also at least "
-        f"{findings.min_relative_drop:.0%} worse than a typical message")]
+        f"{findings.min_relative_drop:.0%} worse than a typical message"
+        + (f"; flags shown for campaign(s) {', '.join(f'#{c}' for c in findings.campaign_ids)} only"
+           if findings.campaign_ids else ""))]
     worst = clearest_flag(findings)
     if worst is not None:
         numbers.append(rp.KeyNumber(
@@ -149,7 +151,7 @@ def key_numbers(findings: Findings, ranked: pd.DataFrame, plan: pd.DataFrame) ->
         if not test.empty and pd.notna(test["per_variant"].iloc[0]):
             row = test.iloc[0]
             numbers.append(rp.KeyNumber(
-                "A/B test of that variation", f"{int(row['per_variant']):,} deliveries per variant",
+                "A/B test of that variation: deliveries needed", f"{int(row['per_variant']):,} per variant",
                 f"{row['power']:.0%} power, {row['alpha']:.0%} significance (two-sided)",
                 f"to see its {rate_label(row['metric'], True)} {_move(row['metric'])} from "
                 f"{_pct(row['current_rate'], 2)} to {_pct(row['target_rate'], 2)}; about "
@@ -183,21 +185,23 @@ def decisions(findings: Findings, strategy: Strategy, ranked: pd.DataFrame, plan
     steps = []
     for row in plan.itertuples(index=False):
         who = _quoted(row.name, row.action_id)
+        # "569 deliveries per variant (1,138 in all, about 2 days of its sends) for 80% power to see
+        # its human click rate rise from 1.38% to 3.98%"
         size = (f"{int(row.per_variant):,} deliveries per variant ({int(row.total):,} in all, about "
-                f"{_days(row.days)} of its sends) give {row.power:.0%} power to see its "
+                f"{_days(row.days)} of its sends) for {row.power:.0%} power to see its "
                 f"{rate_label(row.metric, True)} {_move(row.metric)} from "
                 f"{_pct(row.current_rate, 2)} to {_pct(row.target_rate, 2)}"
                 if pd.notna(row.per_variant) else "")
         if row.variation_id and math.isfinite(row.lift_vs_current) and row.lift_vs_current > 0:
-            steps.append(f"A/B test variation {row.variation_id} of {who} against the current copy, "
-                         f"deciding on {rate_label(row.metric, True)}" + (f": {size}." if size else "."))
+            steps.append(f"A/B test variation {row.variation_id} of {who} against the current copy "
+                         f"on {rate_label(row.metric, True)}" + (f": {size}." if size else "."))
         elif row.variation_id:
             steps.append(f"No new copy for {who} beat the current one with the personas: brief a "
                          "copywriter with Mave's strategy, then A/B test the new copy"
-                         + (f" ({size})." if size else "."))
+                         + (f"; that takes {size}." if size else "."))
         else:
-            steps.append(f"No new copy was scored for {who}: see the credits section"
-                         + (f"; an A/B test of new copy needs {size}." if size else "."))
+            steps.append(f"No new copy was scored for {who} (see the credits section)"
+                         + (f"; an A/B test of new copy takes {size}." if size else "."))
     unrewritten = findings.flagged[~findings.flagged["action_id"].isin(findings.messages["action_id"])]
     if not unrewritten.empty:
         steps.append(f"{unrewritten['action_id'].nunique()} more flagged message(s) were not "
@@ -328,9 +332,10 @@ def variations_sentence(findings: Findings, ranked: pd.DataFrame) -> str:
     return "; ".join(parts) + ". Persona scores are a screen before an A/B test, not a substitute for one."
 
 
-def variation_heading(text: str) -> str:
-    """A Markdown sub-heading for one rewritten message (its name escaped)."""
-    return f"### {md(text)}"
+def variation_title(text: str) -> str:
+    """Markdown: a bold line naming one rewritten message above its table (its name escaped). Not a
+    heading, so the contents list stays short enough to leave the summary on the first screen."""
+    return f"**{md(text)}**"
 
 
 def method_markdown(findings: Findings) -> str:
@@ -416,11 +421,11 @@ def strategy_markdown(strategy: Strategy, max_sources: int = 5) -> str:
 
 
 def credits_markdown(run: RunContext) -> str:
-    """The credits section, with thousands separators and the skipped calls' text escaped."""
+    """The credits section (`credits_section`, which escapes the skipped calls' text), with
+    thousands separators."""
     budget = {k: rp.format_count(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
               for k, v in run.budget.summary().items()}
-    skipped = [SkippedStep(md(s.step), md(s.what), md(s.reason)) for s in run.skipped]
-    return credits_section(budget, skipped, cache_hits=run.mavera_stats().get("cache_hits"))
+    return credits_section(budget, run.skipped, cache_hits=run.mavera_stats().get("cache_hits"))
 
 
 GLOSSARY_EXTRA = {

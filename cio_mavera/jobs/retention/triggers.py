@@ -94,6 +94,7 @@ class Trigger:
     series: str = "all recipients"  # what was tested: "all recipients", "cluster" or "valuable plans"
     audience: dict[str, Any] = field(default_factory=dict)  # which cluster/plans the events came from
     expected: float = 0.0  # opt-outs the model expected in the window
+    extra_variance: float = 0.0  # the p-value's variance of that count beyond Poisson (the report's normal range)
 
     @property
     def ratio(self) -> float:
@@ -231,7 +232,8 @@ def _series_stats(model: _Model, series: _Series, windows: np.ndarray, sums: Win
     rest_x = np.maximum(model.x_total[strata, everyone][:, None] - sums.guard_x[strata, group], 0)
     mean, var = baselines.predictive(cell_x, rest_k, rest_x, rate, kappa)
     count, expected = cell_k.sum(axis=0), mean.sum(axis=0)
-    p = baselines.nb_upper_tail(count, expected, var.sum(axis=0) + expected ** 2 * series.extra_cv2)
+    extra = var.sum(axis=0) + expected ** 2 * series.extra_cv2
+    p = baselines.nb_upper_tail(count, expected, extra)
     # The smallest p-value this window could give: every event of the series inside it.
     series_total = model.k_total[strata, group].sum()
     rest_min = np.maximum(model.k_total[strata, everyone] - model.k_total[strata, group], 0)[:, None]
@@ -240,7 +242,7 @@ def _series_stats(model: _Model, series: _Series, windows: np.ndarray, sums: Win
     p_min = baselines.nb_upper_tail(np.full(len(windows), series_total), expected_min,
                                     var_min.sum(axis=0) + expected_min ** 2 * series.extra_cv2)
     return {"count": count, "messages": sums.n[strata, group].sum(axis=0), "expected": expected, "p_value": p,
-            "p_min": p_min if series_total > 0 else np.ones(len(windows))}
+            "p_min": p_min if series_total > 0 else np.ones(len(windows)), "extra_variance": extra}
 
 
 def _series_rows(model: _Model, campaign_id: int | None, group: int, windows: np.ndarray, sums: WindowSums,
@@ -274,7 +276,7 @@ def _frame(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
 
 
 _TEST_COLUMNS = ["kind", "key", "series", "campaign_id", "cluster", "cluster_name", "metric", "window_start",
-                 "window_end", "count", "exposure", "expected", "baseline", "p_value", "p_min"]
+                 "window_end", "count", "exposure", "expected", "extra_variance", "baseline", "p_value", "p_min"]
 
 
 def _empty_tests() -> pd.DataFrame:
@@ -396,6 +398,7 @@ def _trigger(group: pd.DataFrame, family: Family, names: pd.Series, alpha: float
         p_value=float(best["p_value"]), p_adjusted=float(best["p_adjusted"]), campaign_id=campaign_id,
         cluster=cluster, cluster_name=None if cluster_name is None or pd.isna(cluster_name) else str(cluster_name),
         series=str(best["series"]), audience=audience, expected=round(float(best["expected"]), 3),
+        extra_variance=float(best["extra_variance"]),
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cio_mavera.errors import BudgetExceeded, CreditsExhausted
+from cio_mavera.markup import md
 from cio_mavera.mavera.errors import FocusGroupTimeout
 
 # Failures that mean "this call was not made (or not finished)", not "the run is broken".
@@ -48,7 +49,7 @@ def credits_section(budget_summary: Mapping[str, Any], skipped: Sequence[Skipped
     lines = [" ".join([first, *notes])]
     if skipped:
         lines += ["", f"**{len(skipped)} call(s) skipped**, so parts of this report are missing:", ""]
-        lines += [f"- {item.step}: {item.what} — {item.reason}" for item in skipped]
+        lines += [f"- {md(item.step)}: {md(item.what)} — {md(item.reason)}" for item in skipped]
     else:
         lines.append("Nothing was skipped.")
     return "\n".join(lines)

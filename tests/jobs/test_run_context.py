@@ -64,5 +64,5 @@ def test_the_credits_section_lists_every_skip_or_says_none():
                            cache_hits=4)
     assert text.startswith("Spent **120 of 600 credits** this run on 2 Mave request(s) (480 left).")
     assert "4 Mavera answer(s) came from the local cache" in text and "reused a brief" in text
-    assert "**1 call(s) skipped**" in text and "- research: campaign:3:opt_out — over budget" in text
+    assert "**1 call(s) skipped**" in text and "- research: campaign:3:opt\\_out — over budget" in text
     assert credits_section(summary, []).endswith("Nothing was skipped.")

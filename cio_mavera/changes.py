@@ -77,7 +77,7 @@ def _clusters(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict[s
     def shares(results: Mapping[str, Any]) -> dict[str, float]:
         clusters = results.get("clusters") or []
         total = sum(int(c.get("size") or 0) for c in clusters) or 1
-        return {str(c.get("persona_name") or c.get("number")): int(c.get("size") or 0) / total
+        return {str(c.get("name") or c.get("persona_name") or c.get("number")): int(c.get("size") or 0) / total
                 for c in clusters}
     before, now = shares(previous), shares(current)
     moved = {name: round(now[name] - before[name], 4) for name in set(now) & set(before)}

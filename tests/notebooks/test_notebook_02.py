@@ -1,23 +1,42 @@
-"""Notebook 02 end to end: planted clusters recovered, nothing personal sent to Mavera, nbval run."""
+"""Notebook 02 end to end: planted clusters recovered, a report that opens with the banner, the summary
+and what to do next and says what changed since the previous run, one name per cluster across job 2's
+report, its files and job 3, hostile attribute values kept as text (also in a real browser), nothing
+personal sent to Mavera, nbval, and in one kept kernel (as in JupyterLab) a changed parameter re-run
+from its step without a restart."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 
+import nbformat
 import pandas as pd
 import pytest
+from bs4 import BeautifulSoup
 from conftest import END, PINNED_END
-from notebook_checks import run_nbval
+from jupyter_client.manager import start_new_kernel
+from notebook_checks import HeadlessChromium, chromium_binary, run_nbval
 from sklearn.metrics import adjusted_rand_score
 
-from cio_mavera.reports import NOTEBOOKS_DIR, run_job
+from cio_mavera.jobs.audiences import audience_clusters
+from cio_mavera.reports import NOTEBOOKS_DIR, PROJECT_ROOT, run_job
 from cio_mavera.sandbox.server import start_sandbox
-from cio_mavera.sandbox.workspace import generate_workspace
+from cio_mavera.sandbox.workspace import World, generate_workspace
+from cio_mavera.sandbox.workspace.customers import HOSTILE_LEVELS
 
 pytestmark = pytest.mark.notebook
 
 SEED, CUSTOMERS = 7, 5000
+NOTEBOOK = NOTEBOOKS_DIR / "02_attribute_personas.ipynb"
+
+
+def _texts(page: str) -> tuple[BeautifulSoup, str]:
+    """The page, and its text as read (the contents list left out)."""
+    soup = BeautifulSoup(page, "html.parser")
+    for toc in soup.select("nav.cio-toc"):
+        toc.decompose()
+    return soup, soup.get_text(" ")
 
 
 def test_papermill_run_recovers_the_planted_clusters(tmp_path):
@@ -47,8 +66,97 @@ def test_papermill_run_recovers_the_planted_clusters(tmp_path):
     assert all(c["what_would_make_me_engage"] for c in clusters)
     assert results["credits_spent"] >= 300 * results["k"]
     assert results["parameters"]["write_back"] is False
+    # Shares carry their intervals, and the model says how surely it placed people.
+    assert all(c["share_interval"][0] < c["share"] < c["share_interval"][1] for c in clusters)
+    assert 0.5 < results["placed_confidently"]["share"] <= 1
+    assert all(t["cluster_low"] <= t["cluster_value"] <= t["cluster_high"]
+               for c in clusters for t in c["traits"])
+    assert results["changes"]["first_run"] is True
+
     page = run.report.read_text()
-    assert "SANDBOX DATA" in page and "max_credits = 2000" not in page  # parameters cell hidden
+    soup, text = _texts(page)
+    assert "SANDBOX DATA" in text and "max_credits = 2000" not in page  # parameters cell hidden
+    # The report opens with the banner, then the summary and what to do next, then what changed.
+    order = [text.index(s) for s in ("SANDBOX DATA", "Summary", "What to do next",
+                                     "What changed since the last run", "The audiences")]
+    assert order == sorted(order)
+    keys = soup.select(".cio-summary .cio-key")
+    assert 3 <= len(keys) <= 5 and all(k.select_one(".cio-key-uncertainty") for k in keys)
+    assert soup.select(".cio-decisions li")
+    # One name per cluster: results.json, the parquet file, job 3's reader, the report.
+    names = {c["cluster"]: c["name"] for c in clusters}
+    assert mapping.groupby("cluster")["cluster_name"].first().to_dict() == names
+    assert all(c["persona_name"].endswith(c["name"]) for c in clusters)
+    for name in names.values():
+        assert text.count(name) >= 4, name  # table, card, sentences, what to do next
+    latest, info = audience_clusters(mapping[["cio_id"]].head(500), conn=None,
+                                     assignments_path=results["assignments_path"])
+    assert info["source"] == "job-2 assignments"
+    assert set(latest["cluster_name"]) <= set(names.values())
+
+    # The same run again: what changed compares with the first (same clusters, same names). Each
+    # run's kernel starts its own in-process sandbox, whose Mavera holds no personas yet.
+    again = run_job("attribute-personas", {}, out_dir=tmp_path / "reports", environment=env)
+    changes = json.loads(again.results.read_text())["changes"]
+    assert changes["first_run"] is False and changes["previous_run_id"] == run.run_id
+    assert changes["new_clusters"] == changes["gone_clusters"] == []
+    assert changes["k"] == {"before": results["k"], "now": results["k"]}
+    assert changes["credits"]["before"] == results["credits_spent"]
+    again_text = _texts(again.report.read_text())[1]
+    assert "Compared with the previous run" in again_text and run.run_id in again_text
+
+
+# ---- hostile attribute values ---------------------------------------------------------------------
+
+
+def _hostile_run(tmp_path):
+    world = World().with_knobs({"customers.hostile_values": True})
+    server = start_sandbox(seed=SEED, customers=2000, end=END, world=world)
+    try:
+        env = {**server.env(), "CIO_MAVERA_MODE": "live", "CIO_MAVERA_DATA_DIR": str(tmp_path / "data")}
+        return run_job("attribute-personas", {"write_back": True}, out_dir=tmp_path / "reports",
+                       environment=env)
+    finally:
+        server.stop()
+
+
+def test_hostile_attribute_values_stay_text_in_cards_tables_charts_and_answers(tmp_path):
+    run = _hostile_run(tmp_path)
+    results = json.loads(run.results.read_text())
+    names = [c["name"] for c in results["clusters"]]
+    answers = [c["what_would_make_me_engage"] for c in results["clusters"]]
+    # The realistic path: hostile category levels (HOSTILE_LEVELS) define clusters, so they are in
+    # the clusters' names, their personas' names, the personas' answers and the trait tables.
+    assert "plan" in HOSTILE_LEVELS
+    for piece in ("<script>", "onerror", "javascript:", "**bold**", "$x^2$"):
+        assert piece in " ".join(names), piece
+    assert any("<script>" in (a or "") for a in answers)
+
+    soup, text = _texts(run.report.read_text())
+    assert soup.find_all("script") == [] and soup.find_all("iframe") == []
+    assert [img["src"][:22] for img in soup.find_all("img")] == ["data:image/png;base64,"] * 4
+    assert not [t.name for t in soup.find_all(True) if any(a.lower().startswith("on") for a in t.attrs)]
+    links = [a.get("href", "") for a in soup.find_all("a")]
+    assert not [h for h in links if h.strip().lower().startswith(("javascript:", "vbscript:"))]
+    # Markup in the values never became markup: no bold, emphasis, code or heading from them.
+    made = {("b", "bold"), ("strong", "bold"), ("em", "em"), ("i", "em"), ("code", "care"),
+            ("a", "pro"), ("a", "x")}  # what each piece of markup in HOSTILE_LEVELS would make
+    assert not [t for t in soup.find_all(True) if (t.name, t.get_text(strip=True).lower()) in made]
+    assert not [h for h in soup.find_all(re.compile("^h[1-6]$")) if h.get_text(strip=True) == "heading"]
+    # ... and the text is still there to read, exactly as Customer.io holds it.
+    for name in names:
+        assert name in text, name
+    assert text.count("<img src=x onerror=alert(1)>") >= 5 and "$x^2$" in text and "**bold**" in text
+    if chromium_binary() is not None:
+        with HeadlessChromium(chromium_binary(), tmp_path / "chromium") as browser:
+            browser.open(run.report.as_uri(), width=1280, height=900)
+            layout = browser.layout()
+            foreign = browser.evaluate("document.querySelectorAll('script, img:not([src^=\"data:image/png\"])').length")
+        assert layout["scroll_width"] <= 1280 and layout["sticking_out"] == []
+        assert layout["images"] == 4 and layout["undecoded"] == [] and foreign == 0
+
+
+# ---- privacy --------------------------------------------------------------------------------------
 
 
 def _whole_words(values) -> re.Pattern:
@@ -85,4 +193,60 @@ def test_nothing_personal_reaches_mavera_during_a_run(tmp_path):
 
 
 def test_notebook_executes_under_nbval(tmp_path):
-    run_nbval(NOTEBOOKS_DIR / "02_attribute_personas.ipynb", tmp_path / "data")
+    run_nbval(NOTEBOOK, tmp_path / "data")
+
+
+# ---- JupyterLab: one kernel, a changed parameter, re-run from its step ----------------------------
+
+
+def _execute(client, code: str) -> list[dict]:
+    """Run `code` in the kept kernel as Shift+Enter on a cell would; its outputs (fails on an error)."""
+    outputs: list[dict] = []
+
+    def keep(message: dict) -> None:
+        if message["msg_type"] in ("stream", "display_data", "execute_result", "error"):
+            outputs.append({"type": message["msg_type"], **message["content"]})
+
+    reply = client.execute_interactive(code, timeout=600, output_hook=keep, allow_stdin=False)
+    errors = [f"{o['ename']}: {o['evalue']}" for o in outputs if o["type"] == "error"]
+    assert reply["content"]["status"] == "ok", f"{code.splitlines()[0]!r} failed: {errors}"
+    return outputs
+
+
+def _value(client, expression: str):
+    """The JSON value of `expression` in the kernel."""
+    out = _execute(client, f"import json as _j; print(_j.dumps({expression}))")
+    return json.loads("".join(o["text"] for o in out if o["type"] == "stream" and o["name"] == "stdout"))
+
+
+def test_jupyterlab_rerun_after_changing_a_parameter_needs_no_restart(tmp_path):
+    code = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}  # bars on, as in JupyterLab
+    env.update({"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(tmp_path / "data"),
+                "CIO_MAVERA_SANDBOX_SEED": str(SEED), "CIO_MAVERA_SANDBOX_CUSTOMERS": "2000",
+                "MPLBACKEND": "Agg", **PINNED_END})
+    # A budget for two rounds of personas: each k names its clusters, so new names, new personas.
+    code[0] = code[0].replace("max_credits = 2000", "max_credits = 6000")
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(PROJECT_ROOT), env=env)
+    try:
+        outputs = [_execute(client, source) for source in code]  # top to bottom, once
+        pull = next(i for i, c in enumerate(code) if c.startswith("# Pull customer attributes"))
+        assert "Customers" in "".join(o.get("text", "") for o in outputs[pull] if o["type"] == "stream")
+        before = _value(client, "{'client': id(run.mavera), 'k': result.k, 'spent': run.credits_spent()}")
+        # Change one analysis parameter in the parameters cell, run it, re-run from its step down.
+        _execute(client, code[0].replace("k_max = 8", "k_max = 3"))
+        start = next(i for i, c in enumerate(code) if c.startswith("# Choose the number of clusters"))
+        rerun = [o for source in code[start:] for o in _execute(client, source)]
+        after = _value(client, "{'client': id(run.mavera), 'k': result.k, "
+                               "'k_max': results['parameters']['k_max'], 'report_k': results['k'], "
+                               "'names': sorted(names.values()), 'cards': len(results['clusters']), "
+                               "'spent': run.credits_spent()}")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert before["k"] >= 4 and after["k"] <= 3  # the new range decided
+    assert after["client"] == before["client"]  # the same open Mavera client
+    assert after["k_max"] == 3 and after["report_k"] == after["k"] == after["cards"]
+    assert after["spent"] > before["spent"]  # the new clusters' personas, on the same budget
+    shown = "".join(o.get("data", {}).get("text/html", "") for o in rerun if o["type"] == "display_data")
+    assert "cio-summary" in shown and all(name in shown for name in after["names"])

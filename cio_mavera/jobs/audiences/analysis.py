@@ -12,7 +12,7 @@ from cio_mavera.errors import InvalidParameter
 from cio_mavera.jobs.audiences.attribute_types import Schema, apply_schema, infer_schema
 from cio_mavera.jobs.audiences.clustering import ClusterResult, NotEnoughData, cluster
 from cio_mavera.jobs.audiences.data import KEY, WRITE_BACK_PREFIX
-from cio_mavera.jobs.audiences.profiles import ClusterProfile
+from cio_mavera.jobs.audiences.profiles import ClusterProfile, ClusterProfiles
 from cio_mavera.pii import strip_pii
 
 _CATEGORY_KINDS = ("category",)
@@ -68,6 +68,22 @@ def cluster_name(profile: ClusterProfile) -> str:
         return f"Audience cluster {profile.cluster + 1}"
     text = ", ".join(phrases)
     return text[0].upper() + text[1:]
+
+
+def cluster_names(profiles: ClusterProfiles) -> dict[int, str]:
+    """{cluster: its one name}, as job 2's tables, charts, cards and persona names and job 3 show it.
+
+    `cluster_name` of each profile; a name two clusters share gets " (cluster N)" on the later one.
+    """
+    names: dict[int, str] = {}
+    seen: set[str] = set()
+    for profile in profiles.clusters:
+        name = cluster_name(profile)
+        if name.casefold() in seen:
+            name = f"{name} (cluster {profile.cluster + 1})"
+        seen.add(name.casefold())
+        names[profile.cluster] = name
+    return names
 
 
 def _human(column: str) -> str:

@@ -1,8 +1,9 @@
 """Who is in which audience cluster: what other jobs need from job 2, as one public function.
 
-Job 2 saves its cio_id -> cluster file with each run; another job (retention research) reads it
-through `audience_clusters`, or, when job 2 has not run, gets clusters fitted on the people it
-has with the same pipeline and names.
+Job 2 saves its cio_id -> cluster file with each run (a run on everyone also as the workspace's
+latest, in the cache); another job (retention research) reads it through `audience_clusters`, or,
+when job 2 has not run, gets clusters fitted on the people it has with the same pipeline and names.
+A cluster's one name is `cluster_names`' (the persona's name less its "cio-mavera: " scope).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import pandas as pd
 
 from cio_mavera.connect import Connection
 from cio_mavera.errors import CioMaveraError
-from cio_mavera.jobs.audiences.analysis import cluster_name, find_clusters, prepare
+from cio_mavera.jobs.audiences.analysis import cluster_names, find_clusters, prepare
 from cio_mavera.jobs.audiences.data import JOB, KEY
 from cio_mavera.jobs.audiences.profiles import profile_clusters
 from cio_mavera.jobs.audiences.results import cluster_assignments_path
 
 MIN_PEOPLE_TO_FIT = 20
+_PERSONA_SCOPE = r"^cio-mavera(?: \(segment \d+\))?: "
 
 
 def _empty() -> pd.DataFrame:
@@ -38,7 +40,12 @@ def saved_assignments(conn: Connection | None, path: str | Path | None = None) -
     frame = pd.read_parquet(candidate)
     if KEY not in frame or "cluster" not in frame:
         return None
-    names = frame["persona"] if "persona" in frame else "Cluster " + (frame["cluster"] + 1).astype(str)
+    if "cluster_name" in frame:
+        names = frame["cluster_name"]
+    elif "persona" in frame:  # files written before cluster_name: the persona name less its scope
+        names = frame["persona"].astype(str).str.replace(_PERSONA_SCOPE, "", regex=True)
+    else:
+        names = "Cluster " + (frame["cluster"] + 1).astype(str)
     return pd.DataFrame({KEY: frame[KEY].astype(str), "cluster": frame["cluster"].astype(int),
                          "cluster_name": names.astype(str)})
 
@@ -65,8 +72,7 @@ def audience_clusters(people: pd.DataFrame, *, conn: Connection | None = None,
         result = find_clusters(typed, schema, k_range, seed, sample_size=5000)
     except CioMaveraError as exc:
         return _empty(), {"source": "none", "k": 0, "reason": str(exc)}
-    profiles = profile_clusters(typed, result.labels)
-    names = {p.cluster: cluster_name(p) for p in profiles.clusters}
+    names = cluster_names(profile_clusters(typed, result.labels))
     out = pd.DataFrame({KEY: result.labels.index.astype(str), "cluster": result.labels.to_numpy()})
     out["cluster_name"] = out["cluster"].map(names)
     return out, {"source": "fitted on the people in the event log", "k": int(result.k),

@@ -60,6 +60,9 @@ class ClusterResult:
     relevance: pd.Series  # attribute -> how strongly it relates to the others (0..1)
     method: str = "mixture"
     dropped: dict[str, str] = field(default_factory=dict)  # attribute -> why clustering left it out
+    # Each customer's probability of the cluster they were put in (the mixture model's own; None
+    # for k-means and GaussianMixture).
+    certainty: pd.Series | None = None
 
     def assignments(self) -> pd.DataFrame:
         """Return a two-column frame (key, cluster) ready to write as parquet."""
@@ -403,10 +406,12 @@ def _cluster_mixture(typed_df: pd.DataFrame, schema: Schema, k: int | None,
             model = fit_mixture(data.take(rows), k, seed=seed)
     with threadpool_limits(limits=1):
         model = _refit_on_more(data, model, rows, seed)
-        labels = _relabel_by_size(model.predict(data)) if model.k > 1 else np.zeros(data.n, np.int32)
+        posterior = model.posterior(data) if model.k > 1 else np.ones((data.n, 1))
+    labels = _relabel_by_size(posterior.argmax(axis=1)) if model.k > 1 else np.zeros(data.n, np.int32)
     series = pd.Series(labels, index=typed_df.index, name="cluster")
+    certainty = pd.Series(posterior.max(axis=1), index=typed_df.index, name="certainty")
     return ClusterResult(series, int(labels.max()) + 1, selection, data.embedding(), data.attributes,
-                         data.dependence, "mixture", data.dropped)
+                         data.dependence, "mixture", data.dropped, certainty)
 
 
 def _refit_on_more(data: MixedData, model: Mixture, rows: np.ndarray, seed: int) -> Mixture:

@@ -6,6 +6,7 @@ import pandas as pd
 
 from cio_mavera import datasets
 from cio_mavera.connect import Connection
+from cio_mavera.progress import Progress
 
 JOB = "attribute-personas"
 KEY = "cio_id"
@@ -15,8 +16,9 @@ CLUSTER_ATTRIBUTE = "cio_mavera_cluster"
 PERSONA_ATTRIBUTE = "cio_mavera_persona"
 
 
-def load_audience(conn: Connection, segment_id: int | None = None, refresh: bool = False
-                  ) -> pd.DataFrame:
-    """Everyone (or one segment's members) with every attribute as strings, through the cache."""
-    return datasets.customers(conn, segment_id=segment_id, refresh=refresh)
+def load_audience(conn: Connection, segment_id: int | None = None, refresh: bool = False, *,
+                  progress: Progress | None = None) -> pd.DataFrame:
+    """Everyone (or one segment's members) with every attribute as strings, through the cache;
+    `progress(done, total)` hears people as they are stored (`cio_mavera.progress.progress_bar`)."""
+    return datasets.customers(conn, segment_id=segment_id, refresh=refresh, progress=progress)
 

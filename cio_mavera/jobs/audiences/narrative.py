@@ -1,65 +1,207 @@
-"""Job 2's report text and tables: every sentence is computed from the run's data.
+"""Job 2's report text: banner, top block, the sentences after each chart and table, persona cards,
+what to do next and the glossary. Every sentence is computed from the run's data (most from its
+results.json, so the report says what automation reads).
 
-Functions return Markdown strings, HTML snippets, display-ready DataFrames or matplotlib Figures;
-the notebook wraps them in `IPython.display`.
+Attribute names, category levels, cluster and persona names and persona answers come from
+Customer.io and Mavera: they reach Markdown only through `markup.md` / `md_block` and HTML only
+through `report_parts`, so they show as the text they are.
 """
 
 from __future__ import annotations
 
-import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from cio_mavera.cache import pulled_at
+from cio_mavera.changes import changes_markdown
 from cio_mavera.connect import Connection
+from cio_mavera.jobs import report_parts as rp
 from cio_mavera.jobs.audiences.attribute_types import Schema
 from cio_mavera.jobs.audiences.clustering import ClusterResult, KMeansSelection
 from cio_mavera.jobs.audiences.data import CLUSTER_ATTRIBUTE, PERSONA_ATTRIBUTE
-from cio_mavera.jobs.audiences.model_selection import Selection
-from cio_mavera.jobs.audiences.profiles import ClusterProfiles, describe_effect
+from cio_mavera.jobs.audiences.profiles import ClusterProfiles
+from cio_mavera.jobs.audiences.tables import (
+    SMALL_CLUSTER_SHARE,
+    attribute_label,
+    trait_label,
+    trait_parts,
+    trait_value,
+)
 from cio_mavera.jobs.audiences.writeback import WriteBackReport
-from cio_mavera.jobs.report_parts import age_text, figure_png, parameters_table  # noqa: F401 (the notebook uses them from here)
+from cio_mavera.markup import html_text, md
+
+PERSONA_COST = 300  # credits per new persona (Mavera's price; the budget's worst case)
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+_PREVIEW = ("would create", "would update", "exists")
 
 
-def mode_banner(conn: Connection, customers: pd.DataFrame, segment_id: int | None = None) -> str:
-    """HTML: a loud SANDBOX DATA banner in sandbox mode (a quiet note live) with data freshness."""
+# --- banner and top block --------------------------------------------------------------------
+
+
+def banner(conn: Connection, customers: pd.DataFrame, segment_id: int | None = None) -> rp.ReportHtml:
+    """The sandbox/live banner with the workspace, audience, size and how fresh the data is."""
     when = pulled_at(customers)
-    fresh = (f"pulled {when:%Y-%m-%d %H:%M} UTC ({age_text(when)} ago)" if when is not None
+    fresh = (f"pulled {when:%Y-%m-%d %H:%M} UTC ({rp.age_text(when)} ago)" if when is not None
              else "pull time unknown")
     source = "from the local cache" if customers.attrs.get("from_cache") else "just now"
-    who = "everyone in the workspace" if segment_id is None else f"members of segment {segment_id}"
-    facts = (f"Workspace <b>{html.escape(conn.workspace)}</b> · audience: {html.escape(who)} · "
-             f"{len(customers):,} people · data {html.escape(fresh)}, read {source}")
-    if conn.mode == "sandbox":
-        return ("<div style='border:3px solid #c0392b;background:#fdecea;padding:.8em 1em;"
-                "margin:.5em 0'><div style='font-size:1.4em;font-weight:bold;color:#c0392b;"
-                "letter-spacing:.05em'>SANDBOX DATA</div><div>Synthetic customers and simulated "
-                "Mavera personas from the local stand-in: no real people or research. Set the "
-                "Customer.io and Mavera keys to run on live data.</div>"
-                f"<div style='margin-top:.4em'>{facts}</div></div>")
-    return (f"<div style='border-left:4px solid #2c3e50;padding:.4em .8em;margin:.5em 0'>"
-            f"<b>Live data</b> · {facts}</div>")
+    return rp.mode_banner(conn.mode, {
+        "Workspace": conn.workspace,
+        "Audience": "everyone" if segment_id is None else f"segment {segment_id}",
+        "People": rp.format_count(len(customers)), "Data": f"{fresh}, read {source}"},
+        note=("Synthetic customers and simulated Mavera personas from the local stand-in: no real "
+              "people or research. Set the Customer.io and Mavera keys to run on live data.")
+        if conn.mode == "sandbox" else None)
 
 
+def summary(results: Mapping[str, Any]) -> rp.ReportHtml:
+    """The top block: the numbers that matter with their uncertainty, then what to do next."""
+    return rp.summary_block(key_numbers(results), decisions(results))
 
 
-# --- schema and PII --------------------------------------------------------------------------
+def key_numbers(results: Mapping[str, Any]) -> list[rp.KeyNumber]:
+    """Three to five numbers: audiences found, the largest, the sharpest trait, how surely people
+    are placed, the personas."""
+    clusters, params = results["clusters"], results.get("parameters") or {}
+    k = results["k"]
+    selection = results.get("model_selection") or {}
+    chosen = [row for row in selection.get("table") or [] if row.get("chosen")]
+    ari = chosen[0].get("stability_ari") if chosen else None
+    span = f"k from {params.get('k_min', 2)} to {params.get('k_max', 8)} considered"
+    numbers = [rp.KeyNumber(
+        "Audience clusters", str(k) if k > 1 else "1 (no clear structure)",
+        (f"stability on resamples: ARI {ari:.2f} (0.80 needed)" if ari is not None and pd.notna(ari)
+         else "no resampling check (no split passed the first checks)" if k == 1
+         else "stability not measured"),
+        f"structure {results.get('structure')}; {span}")]
+    largest = max(clusters, key=lambda c: c["size"])
+    if k > 1:
+        numbers.append(rp.KeyNumber(
+            "Largest audience", rp.format_percent(largest["share"]),
+            f"{_ci(*largest['share_interval'])} of "
+            f"{rp.format_count(results['audience']['customers'])} customers", largest["name"]))
+        sharpest = _sharpest_trait(clusters)
+        if sharpest is not None:
+            cluster, trait = sharpest
+            value, interval = _split(trait)
+            numbers.append(rp.KeyNumber(
+                f"{cluster['name']}: {trait_label(trait)}", value, interval,
+                f"against {trait_value(trait, 'overall')} of all customers"))
+    sure = results.get("placed_confidently")
+    if sure:
+        numbers.append(rp.KeyNumber(
+            "Placed with ≥ 90% probability", rp.format_percent(sure["share"]),
+            f"{_ci(*sure['interval'])} of customers, by the model's own probabilities",
+            f"nobody dropped: {rp.format_percent(results['audience'].get('with_missing_attributes'), 0)} "
+            "lack some attributes and are placed by the rest"))
+    numbers.append(_personas_number(results))
+    return numbers[:5]
 
 
-def schema_table(schema: Schema) -> pd.DataFrame:
-    """Attributes with their inferred kind, whether they are used, and why (PII shown separately)."""
-    frame = schema.to_frame()
-    frame = frame[frame["kind"] != "excluded"]
-    frame = frame.assign(missing=(frame["missing_share"] * 100).round(1).astype(str) + "%")
-    return (frame[["column", "kind", "kept", "output", "missing", "n_unique", "reason"]]
-            .rename(columns={"column": "attribute", "kept": "used", "output": "feature",
-                             "n_unique": "distinct values"})
-            .set_index("attribute"))
+def _ci(low: float | None, high: float | None) -> str:
+    """ "95% CI 29.6–32.2%" for a share's interval."""
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return "no interval (too few customers)"
+    return f"95% CI {100 * low:,.1f}–{100 * high:,.1f}%"
+
+
+def _split(trait: Mapping[str, Any]) -> tuple[str, str]:
+    """A trait's value in the cluster, and its interval as a separate line."""
+    value, interval = trait_parts(trait, "cluster")
+    return value, f"95% CI {interval}" if interval else "no interval (too few customers)"
+
+
+def _sharpest_trait(clusters: Sequence[Mapping[str, Any]]) -> tuple[Mapping, Mapping] | None:
+    """The share-type trait (a category level or a yes) that sets a cluster apart the most."""
+    shares = [(c, t) for c in clusters for t in c.get("traits") or []
+              if t["kind"] in ("category", "boolean")]
+    candidates = shares or [(c, t) for c in clusters for t in c.get("traits") or []]
+    return max(candidates, key=lambda ct: abs(ct[1]["smd"]), default=None)
+
+
+def _personas_number(results: Mapping[str, Any]) -> rp.KeyNumber:
+    statuses = pd.Series([c["persona_status"] for c in results["clusters"]]).value_counts()
+    made = {s: int(statuses.get(s, 0)) for s in ("created", "updated", "unchanged", "skipped")}
+    if statuses.index.isin(_PREVIEW).any():
+        value, how = f"{len(results['clusters'])} previewed", "none created (create_personas=false)"
+    else:
+        value = f"{made['created']} created" if made["created"] else \
+            f"{made['unchanged'] + made['updated']} reused"
+        how = f"{made['unchanged']} reused, {made['updated']} updated, {made['skipped']} skipped"
+    credits = results.get("credits") or {}
+    return rp.KeyNumber("Mavera personas", value, f"exact count: {how}",
+                        f"{rp.format_count(results.get('credits_spent', 0))} of "
+                        f"{rp.format_count(credits.get('max_credits'))} credits spent")
+
+
+def decisions(results: Mapping[str, Any]) -> list[str]:
+    """What to do next, concretely, in the order it matters (plain text, escaped by the block)."""
+    clusters, params = results["clusters"], results.get("parameters") or {}
+    statuses = {c["persona_status"] for c in clusters}
+    steps = []
+    if results["k"] == 1:
+        steps.append("Treat these customers as one audience: the data shows no clear split. Try a "
+                     "segment (-p segment_id N) or more attributes before building per-audience "
+                     "messaging.")
+    else:
+        names = ", ".join(f"{c['name']} ({rp.format_percent(c['share'], 0)})" for c in clusters)
+        steps.append(f"Review the {len(clusters)} persona cards below with the campaign team: {names}. "
+                     "Clusters that match no audience you target today are the ones to act on.")
+    if statuses & set(_PREVIEW):
+        cost = PERSONA_COST * sum(c["persona_status"] == "would create" for c in clusters)
+        steps.append(f"Create the personas: run again with -p create_personas true (up to "
+                     f"{rp.format_count(cost)} credits; existing ones are reused for free).")
+    skipped = sum(c["persona_status"] == "skipped" for c in clusters)
+    if skipped:
+        need = int(params.get("max_credits", 0)) + PERSONA_COST * skipped
+        steps.append(f"{skipped} persona(s) did not fit the budget: run again with "
+                     f"-p max_credits {need}.")
+    ids = [c["persona_id"] for c in clusters if c.get("persona_id") and c["persona_status"] not in _PREVIEW]
+    if ids:
+        steps.append("Score new campaign copy against these personas: cio-mavera run "
+                     f"campaign-messaging -p personas '{json.dumps(ids)}'.")
+    write_back = results.get("write_back")
+    if results["k"] > 1 and (write_back is None or write_back.get("dry_run")):
+        steps.append(f"Target the clusters in Customer.io: run again with -p write_back true -p "
+                     f"write_back_dry_run false, then build segments on {CLUSTER_ATTRIBUTE}.")
+    small = [c for c in clusters if c["share"] < SMALL_CLUSTER_SHARE and results["k"] > 1]
+    if small:
+        steps.append(f"Check {small[0]['name']} ({rp.format_percent(small[0]['share'])} of "
+                     "customers) before messaging it apart: so small a cluster can come from a few "
+                     "unusual attribute values.")
+    return steps[:5]
+
+
+def notices(results: Mapping[str, Any]) -> list[rp.ReportHtml]:
+    """Boxed notes the reader must see before trusting what follows."""
+    out = []
+    if results["k"] == 1:
+        out.append(rp.notice("No clear structure: no number of clusters passed the checks, so the "
+                             "customers are treated as one audience and get one persona.",
+                             kind="info"))
+    elif results.get("structure") == "moderate":
+        out.append(rp.notice("The structure is moderate: the clusters are supported and distinct, "
+                             "but fits on resamples move some customers between them. Treat the "
+                             "borders as soft.", kind="info"))
+    skipped = [c["name"] for c in results["clusters"] if c["persona_status"] == "skipped"]
+    if skipped:
+        out.append(rp.notice(f"{len(skipped)} persona(s) were not created because the credit "
+                             f"budget ran out: {', '.join(skipped)}. Their cards have no answer."))
+    if results["audience"]["customers"] < 500:
+        out.append(rp.notice(f"Only {results['audience']['customers']:,} customers: clusters and "
+                             "their intervals are rough at this size."))
+    return out
+
+
+def what_changed(results: Mapping[str, Any]) -> str:
+    """Markdown: what is new since the previous run of the same job, parameters and workspace."""
+    return changes_markdown(results.get("changes") or {"first_run": True})
+
+
+# --- attributes and personal data ------------------------------------------------------------
 
 
 def schema_sentence(schema: Schema) -> str:
@@ -67,21 +209,14 @@ def schema_sentence(schema: Schema) -> str:
     frame = schema.to_frame()
     typed = frame[frame["kind"] != "excluded"]
     used = typed[typed["kept"]]
-    kinds = used["kind"].value_counts()
-    parts = ", ".join(f"{n} {k}" for k, n in kinds.items())
+    parts = ", ".join(f"{n} {k}" for k, n in used["kind"].value_counts().items())
     dropped = typed[~typed["kept"]]
     were = "was" if len(dropped) == 1 else "were"
     tail = (f" {len(dropped)} {were} left out as unusable for clustering "
-            f"({', '.join(sorted(dropped['column']))})." if len(dropped) else "")
+            f"({', '.join(md(c) for c in sorted(dropped['column']))})." if len(dropped) else "")
     return (f"Customer.io returns every attribute as text. Of {len(typed)} non-personal attributes, "
             f"**{len(used)} are used** ({parts}); timestamps and dates become ages in days as of "
             f"the pull.{tail}")
-
-
-def pii_table(pii_dropped: Mapping[str, str]) -> pd.DataFrame:
-    """The personal-data columns that were excluded and why."""
-    return (pd.DataFrame({"attribute": list(pii_dropped), "why excluded": list(pii_dropped.values())})
-            .set_index("attribute"))
 
 
 def pii_sentence(pii_dropped: Mapping[str, str]) -> str:
@@ -95,59 +230,7 @@ def pii_sentence(pii_dropped: Mapping[str, str]) -> str:
             "emails and phone numbers before it leaves.")
 
 
-# --- model selection -------------------------------------------------------------------------
-
-
-_SELECTION_COLUMNS = {"bic": "BIC", "bic_gain": "BIC gain", "stability_ari": "stability (ARI)",
-                      "distinct_attributes": "attributes that differ", "supported": "supported",
-                      "distinct": "distinct", "stable": "stable", "chosen": "chosen"}
-
-
-def selection_table(selection: Selection | KMeansSelection | None) -> pd.DataFrame:
-    """Per candidate k: the evidence (BIC, distinctness, resampling stability) and the choice."""
-    if selection is None:
-        return pd.DataFrame()
-    table = selection.table.copy()
-    table["chosen"] = np.where(table["chosen"], "◀ chosen", "")
-    if "silhouette" in table:  # k-means selection
-        return table.round({"silhouette": 3, "silhouette_std": 3, "stability_ari": 3}).set_index("k")
-    for check in ("supported", "distinct", "stable"):
-        table[check] = np.where(table[check], "yes", "no")
-    table.loc[table["stability_ari"].isna(), "stable"] = "not checked"
-    table = table.round({"bic": 0, "bic_gain": 0, "stability_ari": 3})
-    return table.rename(columns=_SELECTION_COLUMNS).set_index("k")
-
-
-def plot_model_selection(selection: Selection | KMeansSelection) -> Figure:
-    """BIC (left axis) and resampling stability (right axis) for every candidate k."""
-    table = selection.table
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
-    if "silhouette" in table:
-        ax.errorbar(table["k"], table["silhouette"], yerr=table["silhouette_std"], marker="o",
-                    color="#4477AA", label="Mean silhouette (± SD over resamples)")
-        ax.set_ylabel("Mean silhouette (−1 to 1, higher = better separated)")
-    else:
-        ax.plot(table["k"], table["bic"], marker="o", color="#4477AA", label="BIC (lower = better fit)")
-        failed = table[~table["distinct"]]
-        ax.scatter(failed["k"], failed["bic"], marker="x", s=80, color="#CCBB44", zorder=3,
-                   label="Two clusters differ on too few attributes")
-        ax.set_ylabel("BIC of the mixture model (lower = better)")
-    label = (f"Chosen k = {selection.k}" if selection.k > 1 else
-             "No clear structure: one audience")
-    ax.axvline(selection.k, color="#228833", linestyle="--", label=label)
-    ax.set_xlabel("Number of clusters k")
-    ax.set_xticks(list(table["k"]))
-    right = ax.twinx()
-    right.plot(table["k"], table["stability_ari"], marker="s", color="#EE6677",
-               label="Stability across resamples (ARI)")
-    right.set_ylabel("Stability (adjusted Rand index, 0 to 1)")
-    right.set_ylim(0, 1.05)
-    lines = ax.get_legend_handles_labels()
-    more = right.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
-    ax.set_title("Choosing the number of audience clusters")
-    return fig
+# --- choosing k ------------------------------------------------------------------------------
 
 
 def selection_sentence(result: ClusterResult, sample_size: int) -> str:
@@ -163,12 +246,14 @@ def selection_sentence(result: ClusterResult, sample_size: int) -> str:
                 f"among the candidates whose clusters come out the same on resamples of up to "
                 f"{sample_size:,} customers (stability ARI {row['stability_ari']:.2f}). {trust}")
     if sel.k == 1:
-        return (f"**No clear structure.** {sel.reason} Personas built from this data describe the "
-                "whole audience; more attributes, or a segment, may reveal groups this data does not.")
+        return (f"**No clear structure.** {md(sel.reason)} Personas built from this data describe "
+                "the whole audience; more attributes, or a segment, may reveal groups this data "
+                "does not.")
     verdict = {"clear": "**The structure is clear**: the clusters come out the same on resamples.",
                "moderate": "**The structure is moderate**: the clusters are supported and distinct, "
                            "but resamples move some customers between them; treat borders as soft."}
-    return f"**k = {sel.k}.** {sel.reason} {verdict[sel.clarity]}"
+    reason = str(sel.reason).removeprefix(f"k={sel.k}: ")
+    return f"**k = {sel.k}.** {md(reason)} {verdict[sel.clarity]}"
 
 
 def inputs_sentence(result: ClusterResult, typed: pd.DataFrame) -> str:
@@ -185,13 +270,14 @@ def inputs_sentence(result: ClusterResult, typed: pd.DataFrame) -> str:
 
 def _left_out(dropped: Mapping[str, str]) -> str:
     """The attributes clustering left out, grouped by why."""
-    twins = [f"{_feature_label(c)} (of {why.split('near-duplicate of ')[1].split(' (')[0]})"
+    twins = [f"{md(attribute_label(c))} (of "
+             f"{md(why.split('near-duplicate of ')[1].split(' (')[0])})"
              for c, why in dropped.items() if "near-duplicate of " in why]
-    gaps = [c.removeprefix("missing: ") for c, why in dropped.items()
+    gaps = [md(c.removeprefix("missing: ")) for c, why in dropped.items()
             if c.startswith("missing: ") and "unrelated" in why]
-    noise = [_feature_label(c) for c, why in dropped.items()
+    noise = [md(attribute_label(c)) for c, why in dropped.items()
              if "unrelated" in why and not c.startswith("missing: ")]
-    other = [f"{_feature_label(c)} ({why})" for c, why in dropped.items()
+    other = [f"{md(attribute_label(c))} ({md(why)})" for c, why in dropped.items()
              if "unrelated" not in why and "near-duplicate of " not in why]
     parts = []
     if twins:
@@ -207,18 +293,25 @@ def _left_out(dropped: Mapping[str, str]) -> str:
     return (" Left out: " + ". ".join(parts) + ".") if parts else ""
 
 
-# --- clusters ------------------------------------------------------------------------------
+# --- clusters --------------------------------------------------------------------------------
 
 
-def sizes_sentence(profiles: ClusterProfiles) -> str:
-    """The largest and smallest clusters."""
-    sizes = profiles.sizes.sort_values("size", ascending=False)
-    if len(sizes) == 1:
-        return f"One audience of {int(sizes.iloc[0]['size']):,} customers: the data backs no split."
-    big, small = sizes.iloc[0], sizes.iloc[-1]
-    return (f"{len(sizes)} clusters: the largest, cluster {int(big['cluster']) + 1}, holds "
-            f"{int(big['size']):,} customers ({big['share']:.0%}); the smallest, cluster "
-            f"{int(small['cluster']) + 1}, {int(small['size']):,} ({small['share']:.0%}).")
+def sizes_sentence(results: Mapping[str, Any]) -> str:
+    """The largest and smallest clusters, with the intervals the chart and table show."""
+    clusters = sorted(results["clusters"], key=lambda c: c["size"], reverse=True)
+    if len(clusters) == 1:
+        return f"One audience of {clusters[0]['size']:,} customers: the data backs no split."
+    big, small = clusters[0], clusters[-1]
+
+    def share(c: Mapping[str, Any]) -> str:
+        return rp.format_percent_interval(c["share"], *c["share_interval"])
+    sure = results.get("placed_confidently")
+    certainty = (f" The model places {rp.format_percent_interval(sure['share'], *sure['interval'])} "
+                 "of customers with at least 90% probability; the rest sit between clusters."
+                 if sure else "")
+    return (f"{len(clusters)} clusters: the largest, **{md(big['name'])}**, holds {big['size']:,} "
+            f"customers ({share(big)}); the smallest, **{md(small['name'])}**, {small['size']:,} "
+            f"({share(small)}). Intervals are 95%.{certainty}")
 
 
 def projection_sentence(result: ClusterResult) -> str:
@@ -228,12 +321,7 @@ def projection_sentence(result: ClusterResult) -> str:
             "clusters differ on many attributes at once, overlap means they differ on few.")
 
 
-def _feature_label(column: str) -> str:
-    suffix = "_days_ago"
-    return f"days since {column[: -len(suffix)]}" if column.endswith(suffix) else column
-
-
-def heatmap_sentence(profiles: ClusterProfiles) -> str:
+def heatmap_sentence(profiles: ClusterProfiles, names: Mapping[int, str]) -> str:
     """The single strongest trait of each cluster."""
     if len(profiles.clusters) == 1:
         return ("With one audience there is nothing to set apart; its typical values are on the "
@@ -242,14 +330,15 @@ def heatmap_sentence(profiles: ClusterProfiles) -> str:
     for p in profiles.clusters:
         if len(p.top):
             r = p.top.iloc[0]
-            label = _feature_label(str(r["column"]))
+            label = attribute_label(str(r["column"]))
             what = f"{label}={r['level']}" if r["kind"] == "category" else label
-            parts.append(f"cluster {p.cluster + 1} by {what} ({r['smd']:+.1f} SD)")
-    return ("Cells show how far each cluster sits from all customers, in standard deviations. "
+            parts.append(f"**{md(names[p.cluster])}** by {md(what)} ({r['smd']:+.1f} SD)")
+    return ("Cells show how far each cluster sits from all customers, in standard deviations; the "
+            "table below gives the same traits as shares and medians with their 95% intervals. "
             "Strongest trait per cluster: " + "; ".join(parts) + ".")
 
 
-# --- personas ------------------------------------------------------------------------------
+# --- personas --------------------------------------------------------------------------------
 
 
 def cost_markdown(plan: pd.DataFrame, create: bool, max_credits: int) -> str:
@@ -258,42 +347,52 @@ def cost_markdown(plan: pd.DataFrame, create: bool, max_credits: int) -> str:
     new, changed, same = (int(counts.get(s, 0)) for s in ("new", "changed", "unchanged"))
     total = int(plan["cost"].sum())
     action = ("will be created now" if create else
-              "would be created (create_personas=False: this run only previews)")
+              "would be created (create_personas=false: this run only previews)")
     verdict = ("fits" if total <= max_credits else
                "does **not** fit; personas beyond the budget are skipped, not half-made")
     return (f"{new} persona(s) {action}, {changed} existing one(s) updated and {same} already "
-            f"up to date. Creating costs 300 credits each: **{total} credits** worst case, which "
-            f"{verdict} the budget of max_credits={max_credits}.")
+            f"up to date. Creating costs {PERSONA_COST} credits each: **{total} credits** worst "
+            f"case, which {verdict} the budget of max_credits={max_credits}.")
 
 
-def _traits(profile: Any) -> str:
-    return "\n".join(f"  - {describe_effect(r)}" for r in profile.top.itertuples(index=False))
+def persona_cards(results: Mapping[str, Any]) -> list[str]:
+    """One Markdown card per cluster: name, size, traits with intervals, persona, its answer."""
+    return [_card(c) for c in results["clusters"]]
 
 
-def persona_cards(profiles: ClusterProfiles, payloads: Sequence[Mapping[str, Any]],
-                  personas: pd.DataFrame, answers: Mapping[str, str | None]) -> list[str]:
-    """One Markdown card per cluster: name, size, traits, persona status, its engagement answer."""
-    cards = []
-    for profile, payload, row in zip(profiles.clusters, payloads,
-                                     personas.itertuples(index=False), strict=True):
-        name = str(payload["name"])
-        answer = answers.get(name)
-        if answer:
-            quoted = "\n".join(f"> {line}" if line.strip() else ">" for line in answer.splitlines())
-        elif row.status in ("would create", "would update", "exists"):
-            quoted = "_Not asked: this run only previews personas (create_personas=False)._"
-        elif row.status == "skipped":
-            quoted = "_Not asked: the persona was skipped (credit budget)._"
-        else:
-            quoted = "_Not asked: the credit budget ran out before this question._"
-        ident = f"`{row.persona_id}`" if row.persona_id else "not created"
-        cards.append(
-            f"### Cluster {profile.cluster + 1}: {html.escape(name)}\n\n"
-            f"**{profile.size:,} customers ({profile.share:.1%})** · persona {ident} "
-            f"({row.status}) · {payload['type']}\n\n"
-            f"**What sets them apart** (vs all customers):\n\n{_traits(profile) or '  - nothing strong'}\n\n"
+def _card(c: Mapping[str, Any]) -> str:
+    answer = c.get("what_would_make_me_engage")
+    if answer:
+        quoted = _quoted(answer)
+    elif c["persona_status"] in _PREVIEW:
+        quoted = "_Not asked: this run only previews personas (create_personas=false)._"
+    elif c["persona_status"] == "skipped":
+        quoted = "_Not asked: the persona was skipped (credit budget)._"
+    else:
+        quoted = "_Not asked: the credit budget ran out before this question._"
+    ident = f"id {md(c['persona_id'])}" if c.get("persona_id") else "not created"
+    traits = "\n".join(f"- {md(trait_label(t))}: {trait_value(t, 'cluster')} against "
+                       f"{trait_value(t, 'overall')} of all customers ({t['smd']:+.1f} SD)"
+                       for t in c.get("traits") or []) or "- nothing stands out"
+    share = rp.format_percent_interval(c["share"], *c["share_interval"])
+    return (f"#### {c['number']}. {md(c['name'])}\n\n"
+            f"**{c['size']:,} customers, {share} of the audience** · persona "
+            f"{md(c['persona_name'])}, {ident} ({md(c['persona_status'])})\n\n"
+            f"**What sets them apart** (against all customers, 95% intervals):\n\n{traits}\n\n"
             f"**What would make me engage?**\n\n{quoted}\n")
-    return cards
+
+
+def _quoted(answer: str) -> str:
+    """A persona's answer as a Markdown quote: its lines and bullets kept, everything in them text
+    (an answer repeats the persona's name, and so the attribute values it was built from)."""
+    lines = []
+    for line in str(answer).splitlines():
+        bullet = _BULLET.match(line)
+        if bullet:
+            lines.append(f"> - {md(line[bullet.end():])}")
+        else:
+            lines.append(f"> {md(line)}" if line.strip() else ">")
+    return "\n".join(lines)
 
 
 _STATUS_WORDS = {"unchanged": "reused unchanged", "would create": "previewed, not created",
@@ -308,20 +407,22 @@ def credits_bought(personas: pd.DataFrame, answers: Mapping[str, str | None]) ->
             + f" and {sum(1 for a in answers.values() if a)} engagement answer(s)")
 
 
+# --- write-back ------------------------------------------------------------------------------
+
+
 def write_back_markdown(report: WriteBackReport | None) -> str:
     """What the Customer.io write-back did or would do."""
     if report is None:
-        return ("Write-back is off (`write_back=False`). Set `write_back=True` to preview writing "
+        return ("Write-back is off (`write_back=false`). Set `write_back=true` to preview writing "
                 f"`{CLUSTER_ATTRIBUTE}` and `{PERSONA_ATTRIBUTE}` on each person (a dry run by "
-                "default), then `write_back_dry_run=False` to send it.")
+                "default), then `write_back_dry_run=false` to send it.")
     if report.dry_run:
         return (f"**Dry run, nothing sent.** A real run would set `{CLUSTER_ATTRIBUTE}` and "
                 f"`{PERSONA_ATTRIBUTE}` on {report.people:,} people with {report.operations:,} "
-                f"Track v2 identify operations in {report.requests} batch request(s). "
-                "Set `write_back_dry_run=False` to send. Sample operation:\n\n"
-                f"```json\n{_json(report.sample[:1])}\n```")
+                f"Track v2 identify operations in {report.requests:,} batch request(s). "
+                "Set `write_back_dry_run=false` to send." + (" Sample operation:" if report.sample else ""))
     head = (f"Wrote `{CLUSTER_ATTRIBUTE}` and `{PERSONA_ATTRIBUTE}` for **{report.accepted:,} of "
-            f"{report.people:,} people** in {report.requests} request(s).")
+            f"{report.people:,} people** in {report.requests:,} request(s).")
     if not report.failed_first_attempt:
         return head + " Customer.io accepted every item."
     status = (f"{len(report.failures)} still failed after that retry (listed in results.json)"
@@ -330,30 +431,50 @@ def write_back_markdown(report: WriteBackReport | None) -> str:
             f"retried once; {status}.")
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, indent=2)
+def write_back_sample(report: WriteBackReport | None) -> rp.ReportHtml:
+    """A dry run's first operation as JSON, shown as text (it holds a persona name)."""
+    if report is None or not report.dry_run or not report.sample:
+        return rp.ReportHtml("")
+    return rp.ReportHtml(f"<pre>{html_text(json.dumps(report.sample[:1], indent=2))}</pre>")
 
 
-def next_steps(profiles: ClusterProfiles, personas: pd.DataFrame, report: WriteBackReport | None,
-               budget: Any) -> str:
-    """What to do with these clusters and personas."""
-    steps = ["- Read each persona card with the campaign team: do the clusters match audiences you "
-             "already target? Clusters that do not are the interesting ones."]
-    if (personas["status"] == "skipped").any():
-        steps.append(f"- {int((personas['status'] == 'skipped').sum())} persona(s) were skipped by "
-                     f"the budget: re-run with `max_credits` of at least "
-                     f"{budget.max_credits + 300 * int((personas['status'] == 'skipped').sum())}.")
-    if personas["status"].isin(["would create", "would update"]).any():
-        steps.append("- This run only previewed the personas: re-run with `create_personas=True` "
-                     "to create them (idempotent: existing ones are reused, not paid for twice).")
-    if report is None or report.dry_run:
-        steps.append(f"- To target the clusters in Customer.io, write them back "
-                     f"(`write_back=True, write_back_dry_run=False`) and build segments on "
-                     f"`{CLUSTER_ATTRIBUTE}`.")
-    smallest = profiles.sizes["share"].min()
-    if smallest < 0.05:
-        steps.append(f"- One cluster holds only {smallest:.0%} of customers: check it is not an "
-                     "artefact of a few unusual attributes before messaging it separately.")
-    steps.append("- Score new campaign copy against these personas with the campaign-messaging job "
-                 "(`personas` parameter) to see which audience each message speaks to.")
+# --- what to do next, glossary ---------------------------------------------------------------
+
+
+def next_steps(results: Mapping[str, Any]) -> str:
+    """Markdown: the decisions of the top block, then how to act on each cluster."""
+    steps = [f"{n}. {md(step)}" for n, step in enumerate(decisions(results), start=1)]
+    if results["k"] > 1:
+        steps += ["", "Per audience, the trait to lead with (its strongest difference from everyone):", ""]
+        for c in results["clusters"]:
+            top = (c.get("traits") or [None])[0]
+            lead = (f"{md(trait_label(top))}: {trait_value(top, 'cluster')} against "
+                    f"{trait_value(top, 'overall')}" if top else "nothing stands out")
+            steps.append(f"- **{md(c['name'])}** ({c['size']:,} customers): {lead}")
     return "\n".join(steps)
+
+
+def glossary() -> rp.ReportHtml:
+    """The terms this report uses."""
+    return rp.glossary("ARI", extra={
+        "95% interval (CI)": "The range a share's true value plausibly lies in, given how many "
+                             "customers it is measured on (Wilson's interval, which stays sensible "
+                             "for small clusters and shares near 0% or 100%).",
+        "Mixture model": "The clustering method: each cluster is described by a typical range for "
+                         "every number and a mix for every category, and each customer is placed "
+                         "in the cluster that describes their attributes best, using only the "
+                         "attributes they have.",
+        "BIC": "Bayesian information criterion: how well a model fits, with a penalty for every "
+               "extra parameter. Lower is better; a gain of more than 10 is strong evidence for "
+               "the extra cluster.",
+        "Placed with ≥ 90% probability": "Customers the model puts in their cluster with at least "
+                                         "90% probability. The rest sit between two clusters; "
+                                         "messages to them should suit either.",
+        "Standardized difference (SD)": "How far a cluster's average lies from everyone's, in "
+                                        "standard deviations of the attribute: 0.2 is small, 0.5 "
+                                        "medium, 0.8 and more large.",
+        "Median interval": "The 95% range of a median from the order statistics of the data, "
+                           "with no assumption about the shape of the distribution.",
+        "Persona": "A Mavera custom persona built from one cluster's aggregate profile (never an "
+                   "individual's data), which answers questions as a typical member would.",
+    })

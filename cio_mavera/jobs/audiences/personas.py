@@ -8,7 +8,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from cio_mavera.errors import BudgetExceeded, InvalidParameter
-from cio_mavera.jobs.audiences.analysis import cluster_name
+from cio_mavera.jobs.audiences.analysis import cluster_names
 from cio_mavera.jobs.audiences.profiles import ClusterProfiles, profile_text
 from cio_mavera.jobs.context import RunContext
 from cio_mavera.mavera.budget import DEFAULT_WORST_CASE
@@ -35,15 +35,15 @@ def persona_payloads(profiles: ClusterProfiles, audience: Literal["b2b", "b2c"] 
     """One create/update body per cluster (in `profiles.clusters` order), checked to hold no PII.
 
     Personas are found again by name, so the name carries the audience scope (everyone or one
-    segment) plus the cluster's two defining traits.
+    segment) plus the cluster's name (`cluster_names`: its two defining traits).
     """
     kind = AUDIENCE_TYPES.get(str(audience).lower())
     if kind is None:
         raise InvalidParameter(f"audience must be 'b2b' or 'b2c', got {audience!r}")
-    names = _unique([cluster_name(p) for p in profiles.clusters])
+    names = cluster_names(profiles)
     payloads = []
-    for profile, name in zip(profiles.clusters, names, strict=True):
-        full = (persona_prefix(segment_id) + name)[:MAX_NAME_CHARS].rstrip(" ,")
+    for profile in profiles.clusters:
+        full = persona_name(names[profile.cluster], segment_id)
         who = "business buyers and users" if kind == "B2B" else "consumers"
         description = (f"{kind} persona for an audience of {who}, built by cio-mavera from "
                        f"aggregated Customer.io attributes (no individual's data). "
@@ -54,14 +54,9 @@ def persona_payloads(profiles: ClusterProfiles, audience: Literal["b2b", "b2c"] 
     return payloads
 
 
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for i, name in enumerate(names):
-        key = name.casefold()
-        out.append(name if key not in seen else f"{name} (cluster {i + 1})")
-        seen[key] = i
-    return out
+def persona_name(cluster: str, segment_id: int | None = None) -> str:
+    """The Mavera persona of a cluster: the audience scope, then the cluster's name (2-100 chars)."""
+    return (persona_prefix(segment_id) + cluster)[:MAX_NAME_CHARS].rstrip(" ,")
 
 
 def _worst_case(run: RunContext, kind: str) -> int:

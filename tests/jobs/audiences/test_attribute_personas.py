@@ -21,6 +21,7 @@ from cio_mavera.mavera.budget import CreditBudget
 from cio_mavera.mavera.client import MaveraClient
 from cio_mavera.mavera.ledger import credits_spent
 from cio_mavera.pii import contains_pii
+from cio_mavera.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -178,14 +179,50 @@ def test_each_created_persona_answers_what_would_make_it_engage(analysis, make_c
 
 
 def test_cluster_assignments_parquet_maps_every_customer_to_a_cluster(analysis, tmp_path):
-    names = [p["name"] for p in analysis["payloads"]]
-    path = ap.write_cluster_assignments(analysis["result"], tmp_path, names)
+    names = ap.cluster_names(analysis["profiles"])
+    personas = [p["name"] for p in analysis["payloads"]]
+    path = ap.write_cluster_assignments(analysis["result"], tmp_path, names, personas)
     frame = pd.read_parquet(path)
     assert path == ap.cluster_assignments_path(tmp_path)
-    assert list(frame.columns) == ["cio_id", "cluster", "number", "persona"]
+    assert list(frame.columns) == ["cio_id", "cluster", "number", "cluster_name", "persona"]
     assert set(frame["cio_id"]) == set(analysis["customers"]["cio_id"])
     assert (frame["number"] == frame["cluster"] + 1).all()
     assert frame.groupby("cluster")["persona"].nunique().eq(1).all()
+    assert (frame["persona"] == ap.PERSONA_PREFIX + frame["cluster_name"]).all()
+
+
+def test_a_cluster_has_one_name_in_job_2_s_file_its_persona_and_job_3(analysis, tmp_path):
+    """The name job 3 reads (audience_clusters) is the one job 2's tables, charts and cards show,
+    and its persona's name is that name with the audience scope in front."""
+    names = ap.cluster_names(analysis["profiles"])
+    personas = [p["name"] for p in analysis["payloads"]]
+    path = ap.write_cluster_assignments(analysis["result"], tmp_path, names, personas)
+    people = analysis["customers"].head(300)
+    clusters, info = ap.audience_clusters(people, assignments_path=path)
+    assert info["source"] == "job-2 assignments"
+    assert set(clusters["cluster_name"]) <= set(names.values())
+    assert (clusters["cluster_name"] == clusters["cluster"].map(names)).all()
+    assert personas == [ap.persona_name(names[c]) for c in sorted(names)]
+    # A file from before cluster_name: the persona's name less its scope.
+    frame = pd.read_parquet(path).drop(columns="cluster_name")
+    frame.to_parquet(path)
+    older, _ = ap.audience_clusters(people, assignments_path=path)
+    assert (older["cluster_name"] == clusters["cluster_name"]).all()
+
+
+def test_a_run_on_everyone_becomes_the_workspace_s_latest_assignments_and_a_segment_s_does_not(
+        analysis, tmp_path, monkeypatch):
+    monkeypatch.setenv("CIO_MAVERA_RUN_DIR", str(tmp_path / "run"))
+    conn = Connection(Settings(data_dir=tmp_path / "data"), "sandbox", "latest-test")
+    names = ap.cluster_names(analysis["profiles"])
+    personas = [p["name"] for p in analysis["payloads"]]
+    ap.save_assignments(conn, analysis["result"], names, personas, segment_id=21)
+    assert (tmp_path / "run" / "cluster_assignments.parquet").is_file()
+    assert ap.saved_assignments(conn) is None
+    ap.save_assignments(conn, analysis["result"], names, personas)
+    latest = ap.saved_assignments(conn)
+    assert latest is not None and set(latest["cluster_name"]) == set(names.values())
+    assert ap.latest_assignments_path(conn).is_file()
 
 
 # --- write-back ------------------------------------------------------------------------------

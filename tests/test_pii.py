@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from cio_mavera.errors import CioMaveraError
+from cio_mavera.jobs.campaigns.analysis import body_excerpt, redact_contacts
 from cio_mavera.pii import (
     PiiLeak,
     assert_no_pii,
@@ -214,3 +215,13 @@ def test_redact_text_replaces_every_form_it_finds() -> None:
     assert text_pii_kinds(redacted) == []
     assert "12,345 customers on 2024-01-02" in redacted
     assert "[email]" in redacted and "[phone]" in redacted and "[address]" in redacted
+
+
+def test_job1_copy_with_a_postal_footer_and_odd_contacts_is_redacted_not_refused() -> None:
+    body = ("<p>Your board is ready.</p><p>Tallyfold Inc., 88 Church Street, Springfield. Questions? "
+            "help (at) tallyfold.example, 06 12 34 56 78 or support%40tallyfold.example</p>")
+    excerpt = body_excerpt(body)
+    assert text_pii_kinds(excerpt) == [] and "Your board is ready." in excerpt
+    assert {"[address]", "[email]", "[phone]"} <= set(excerpt.replace(",", " ").split())
+    assert redact_contacts("Visit us at 1200 Maple Ave or call 5551234567") == \
+        "Visit us at [address] or call [phone]"

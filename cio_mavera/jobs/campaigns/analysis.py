@@ -15,7 +15,7 @@ import pandas as pd
 from cio_mavera.jobs.campaigns import stats as campaign_stats
 from cio_mavera.jobs.campaigns.data import CampaignData, JobInputError
 from cio_mavera.jobs.campaigns.underperformers import compare_with_channels
-from cio_mavera.pii import EMAIL_RE, assert_no_pii
+from cio_mavera.pii import assert_no_pii, redact_text
 
 _BODY_EXCERPT_CHARS = 400
 
@@ -117,18 +117,13 @@ def _underperforming_messages(flagged: pd.DataFrame, actions: pd.DataFrame, limi
 
 
 
-# Phone shapes `pii` detects (E.164 with a leading "+", or the separated North American form).
-_PHONE_LIKE = re.compile(r"(?<![\w+])\+\d[\d\s().-]{5,22}\d(?![\w])"
-                         r"|(?<![\d\w])\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}(?![\d\w])")
-
-
 def redact_contacts(text: str) -> str:
-    """`text` with email addresses and phone numbers replaced by [email] and [phone].
+    """`text` with emails, phones, street addresses and ids replaced by [email], [phone], [address], [id].
 
-    Copy often carries a support address or a sender number; a pattern cannot tell those from a
-    customer's, so none of them leaves for Mavera.
+    Copy often carries a support address, a sender number or the postal address a footer must
+    show; a pattern cannot tell those from a customer's, so none of them leaves for Mavera.
     """
-    return _PHONE_LIKE.sub("[phone]", EMAIL_RE.sub("[email]", text or ""))
+    return redact_text(text or "")
 
 
 def body_excerpt(body: str, limit: int = _BODY_EXCERPT_CHARS) -> str:

@@ -9,6 +9,9 @@ How far the clusters overlap and how messily the attributes are written is the `
 the clean world draws exactly the tidy, nearly disjoint clusters; the realistic one (the default)
 widens and correlates the numbers, mixes categories across clusters, then lets `attribute_mess`
 write them the way integrations do (missing groups, spellings, units, boolean vocabularies, junk).
+With `planted_pii` (on in the realistic world) `planted_pii.py` adds personal data where a PII guard
+must find it by value: other customers' names in `assistant_name`, their emails, phones, addresses
+and ids in `notes`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .attribute_mess import write_attributes
+from .planted_pii import plant_personal_data
 from .world import CustomerWorld
 
 K = 4
@@ -224,8 +228,11 @@ def generate_customers(rng: np.random.Generator, n: int, end_ts: int, seed: int,
     if world.hostile_values:
         people = hostile_levels(people)
     facts = people[["plan", "mrr", "trial_user", "last_seen_at"]].copy()
-    if dataclasses.replace(world, hostile_values=False) != CustomerWorld.clean():
+    if dataclasses.replace(world, hostile_values=False, planted_pii=False) != CustomerWorld.clean():
         people, facts = write_attributes(extra, people, world)
+    if world.planted_pii:  # its own stream, so nothing else the world draws changes
+        planted = np.random.default_rng(np.random.SeedSequence([seed, n, 0x9117]))
+        people = plant_personal_data(planted, people, labels)
     return people, labels, facts
 
 

@@ -72,6 +72,9 @@ class CustomerWorld:
     # Category levels written as markup (<script>, javascript: links, **bold**, $x$), so reports
     # are tested with hostile copy reaching cluster names, profiles and persona answers. Off by default.
     hostile_values: bool = False
+    # Personal data in innocently named attributes (planted_pii.py): `assistant_name` holding other
+    # customers' full names, `notes` with obfuscated emails, odd phone forms, addresses and ids.
+    planted_pii: bool = True
 
     @classmethod
     def clean(cls) -> CustomerWorld:
@@ -79,7 +82,7 @@ class CustomerWorld:
         return cls(category_overlap=0.0, spread=1.0, within_cluster_correlation=0.0,
                    heavy_tail_df=0.0, outlier_share=0.0, missing_billing=0.0, missing_product=0.0,
                    missing_crm=0.0, messy_strings=0.0, formatted_numbers=0.0, mixed_booleans=False,
-                   junk_attributes=False)
+                   junk_attributes=False, planted_pii=False)
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,8 @@ def test_papermill_run_recovers_the_planted_clusters(tmp_path):
     assert all(c["persona_name"].endswith(c["name"]) for c in clusters)
     for name in names.values():
         assert text.count(name) >= 4, name  # table, card, sentences, what to do next
+    if chromium_binary() is not None:
+        _reads_at_1280(run.report, tmp_path / "chromium")
     latest, info = audience_clusters(mapping[["cio_id"]].head(500), conn=None,
                                      assignments_path=results["assignments_path"])
     assert info["source"] == "job-2 assignments"
@@ -104,6 +106,18 @@ def test_papermill_run_recovers_the_planted_clusters(tmp_path):
     assert changes["credits"]["before"] == results["credits_spent"]
     again_text = _texts(again.report.read_text())[1]
     assert "Compared with the previous run" in again_text and run.run_id in again_text
+
+
+def _reads_at_1280(report, profile) -> None:
+    """In chromium at 1280 px: nothing sticks out sideways, the four charts decode, nothing foreign
+    (a script or an image that is not one of the report's own charts) is on the page."""
+    with HeadlessChromium(chromium_binary(), profile) as browser:
+        browser.open(report.as_uri(), width=1280, height=900)
+        layout = browser.layout()
+        foreign = browser.evaluate(
+            "document.querySelectorAll('script, img:not([src^=\"data:image/png\"])').length")
+    assert layout["scroll_width"] <= 1280 and layout["sticking_out"] == [], layout["sticking_out"]
+    assert layout["images"] == 4 and layout["undecoded"] == [] and foreign == 0
 
 
 # ---- hostile attribute values ---------------------------------------------------------------------
@@ -148,12 +162,7 @@ def test_hostile_attribute_values_stay_text_in_cards_tables_charts_and_answers(t
         assert name in text, name
     assert text.count("<img src=x onerror=alert(1)>") >= 5 and "$x^2$" in text and "**bold**" in text
     if chromium_binary() is not None:
-        with HeadlessChromium(chromium_binary(), tmp_path / "chromium") as browser:
-            browser.open(run.report.as_uri(), width=1280, height=900)
-            layout = browser.layout()
-            foreign = browser.evaluate("document.querySelectorAll('script, img:not([src^=\"data:image/png\"])').length")
-        assert layout["scroll_width"] <= 1280 and layout["sticking_out"] == []
-        assert layout["images"] == 4 and layout["undecoded"] == [] and foreign == 0
+        _reads_at_1280(run.report, tmp_path / "chromium")
 
 
 # ---- privacy --------------------------------------------------------------------------------------

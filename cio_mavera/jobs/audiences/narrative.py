@@ -35,6 +35,7 @@ from cio_mavera.jobs.audiences.writeback import WriteBackReport
 from cio_mavera.markup import html_text, md
 
 PERSONA_COST = 300  # credits per new persona (Mavera's price; the budget's worst case)
+STALE_AFTER = pd.Timedelta(days=7)  # cached attributes older than this get a notice
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _PREVIEW = ("would create", "would update", "exists")
 
@@ -73,7 +74,7 @@ def key_numbers(results: Mapping[str, Any]) -> list[rp.KeyNumber]:
     span = f"k from {params.get('k_min', 2)} to {params.get('k_max', 8)} considered"
     numbers = [rp.KeyNumber(
         "Audience clusters", str(k) if k > 1 else "1 (no clear structure)",
-        (f"stability on resamples: ARI {ari:.2f} (0.80 needed)" if ari is not None and pd.notna(ari)
+        (f"stable on resamples: ARI {ari:.2f} (0.80 needed)" if ari is not None and pd.notna(ari)
          else "no resampling check (no split passed the first checks)" if k == 1
          else "stability not measured"),
         f"structure {results.get('structure')}; {span}")]
@@ -94,9 +95,10 @@ def key_numbers(results: Mapping[str, Any]) -> list[rp.KeyNumber]:
     if sure:
         numbers.append(rp.KeyNumber(
             "Placed with ≥ 90% probability", rp.format_percent(sure["share"]),
-            f"{_ci(*sure['interval'])} of customers, by the model's own probabilities",
-            f"nobody dropped: {rp.format_percent(results['audience'].get('with_missing_attributes'), 0)} "
-            "lack some attributes and are placed by the rest"))
+            f"{_ci(*sure['interval'])} of customers",
+            f"the model's own probabilities; none dropped, though "
+            f"{rp.format_percent(results['audience'].get('with_missing_attributes'), 0)} lack some "
+            "attributes"))
     numbers.append(_personas_number(results))
     return numbers[:5]
 
@@ -124,15 +126,17 @@ def _sharpest_trait(clusters: Sequence[Mapping[str, Any]]) -> tuple[Mapping, Map
 
 def _personas_number(results: Mapping[str, Any]) -> rp.KeyNumber:
     statuses = pd.Series([c["persona_status"] for c in results["clusters"]]).value_counts()
-    made = {s: int(statuses.get(s, 0)) for s in ("created", "updated", "unchanged", "skipped")}
     if statuses.index.isin(_PREVIEW).any():
         value, how = f"{len(results['clusters'])} previewed", "none created (create_personas=false)"
     else:
-        value = f"{made['created']} created" if made["created"] else \
-            f"{made['unchanged'] + made['updated']} reused"
-        how = f"{made['unchanged']} reused, {made['updated']} updated, {made['skipped']} skipped"
+        created = int(statuses.get("created", 0))
+        value = f"{created} created" if created else \
+            f"{int(statuses.get('unchanged', 0) + statuses.get('updated', 0))} reused"
+        how = ", ".join(f"{int(statuses.get(s, 0))} {word}" for s, word in
+                        (("unchanged", "reused"), ("updated", "updated"), ("skipped", "skipped"))
+                        if statuses.get(s, 0) and (s != "unchanged" or created)) or "all new"
     credits = results.get("credits") or {}
-    return rp.KeyNumber("Mavera personas", value, f"exact count: {how}",
+    return rp.KeyNumber("Mavera personas", value, f"exact count; {how}",
                         f"{rp.format_count(results.get('credits_spent', 0))} of "
                         f"{rp.format_count(credits.get('max_credits'))} credits spent")
 
@@ -190,6 +194,11 @@ def notices(results: Mapping[str, Any]) -> list[rp.ReportHtml]:
     if skipped:
         out.append(rp.notice(f"{len(skipped)} persona(s) were not created because the credit "
                              f"budget ran out: {', '.join(skipped)}. Their cards have no answer."))
+    pulled = results["audience"].get("pulled_at")
+    age = pd.Timestamp.now(tz="UTC") - pd.Timestamp(pulled) if pulled else None
+    if age is not None and age > STALE_AFTER:
+        out.append(rp.notice(f"The customer data was pulled {age.days:,} days ago and read from "
+                             "the cache: run again with -p refresh true for today's attributes."))
     if results["audience"]["customers"] < 500:
         out.append(rp.notice(f"Only {results['audience']['customers']:,} customers: clusters and "
                              "their intervals are rough at this size."))

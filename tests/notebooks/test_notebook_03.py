@@ -1,6 +1,9 @@
 """Notebook 03 end to end in sandbox mode: papermill runs receiver, replay, worker, triggers and Mave research
 in the kernel; results.json holds the planted spike (campaign and audience) with its brief; the HTML is a
-code-free self-contained report; a re-run within the cooldown spends nothing; nbval (lax) runs the template."""
+code-free self-contained report that opens with the banner, the summary (key numbers with intervals, what to
+do next) and what changed, names the spike alike everywhere, highlights it in the tables and reads at
+1280 px in chromium; a re-run within the cooldown spends nothing and says what changed since the first run;
+nbval (lax) runs the template."""
 
 from __future__ import annotations
 
@@ -11,8 +14,14 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from bs4 import BeautifulSoup
 from conftest import END, PINNED_END
-from notebook_checks import assert_code_free_offline_report, run_nbval
+from notebook_checks import (
+    HeadlessChromium,
+    assert_code_free_offline_report,
+    chromium_binary,
+    run_nbval,
+)
 
 from cio_mavera.reports import NOTEBOOKS_DIR, RunResult, notebook_parameters, run_job
 from cio_mavera.sandbox.workspace import generate_workspace
@@ -87,6 +96,51 @@ def test_report_html_is_code_free_and_self_contained(default_run):
     assert "Research briefs" in page
 
 
+def _texts(page: str) -> tuple[BeautifulSoup, str]:
+    """The page, and its text as read (the contents list left out)."""
+    soup = BeautifulSoup(page, "html.parser")
+    for toc in soup.select("nav.cio-toc"):
+        toc.decompose()
+    return soup, soup.get_text(" ")
+
+
+def test_report_opens_with_banner_summary_and_what_changed_and_names_the_spike_alike(default_run, tmp_path):
+    results = json.loads(default_run.results.read_text())
+    spike = results["triggers"][0]
+    soup, text = _texts(default_run.report.read_text())
+    # Banner, then the summary with what to do next, then what changed, then the sections.
+    order = [text.index(s) for s in ("SANDBOX DATA", "Summary", "What to do next",
+                                     "What changed since the last run", "Research briefs from Mave",
+                                     "Rates by campaign", "Glossary", "Parameters")]
+    assert order == sorted(order)
+    assert results["changes"] == {"previous_run_id": None, "first_run": True}
+    assert "This is the first run of this job" in text
+    keys = soup.select(".cio-summary .cio-key")
+    assert 3 <= len(keys) <= 5 and all(k.select_one(".cio-key-uncertainty") for k in keys)
+    values = [k.select_one(".cio-key-value").get_text() for k in keys]
+    assert f"{spike['rate']:.1%} (" in " ".join(values)  # the spike's rate with its interval
+    # One name for the spike's campaign and audience: summary, decisions, table, brief, rates table.
+    campaign = f"{spike['campaign_name']} (#{spike['campaign_id']})"
+    decisions = [li.get_text() for li in soup.select(".cio-decisions li")]
+    assert decisions[0].startswith(f"Review {campaign} for {spike['cluster_name']}")
+    assert "messages to" in decisions[0] and "80% power" in decisions[0]
+    assert text.count(campaign) >= 5 and text.count(spike["cluster_name"]) >= 5
+    flagged = [row.find("td").get_text() for row in soup.select("tr.cio-flagged")]
+    assert campaign in flagged and spike["cluster_name"] in flagged
+    assert len(soup.select("a[download]")) >= 5  # every table downloadable as CSV
+    assert "twilio" not in text.lower() and "0.0e+00" not in text and "adjusted p = 0 " not in text
+    assert "pro, business, enterprise" in text and "['pro'" not in text  # plain parameters
+    if chromium_binary() is not None:
+        images = len(soup.find_all("img"))
+        with HeadlessChromium(chromium_binary(), tmp_path / "chromium") as browser:
+            browser.open(default_run.report.as_uri(), width=1280, height=900)
+            layout = browser.layout()
+            foreign = browser.evaluate(
+                "document.querySelectorAll('script, img:not([src^=\"data:image/png\"])').length")
+        assert layout["scroll_width"] <= 1280 and layout["sticking_out"] == [], layout["sticking_out"]
+        assert layout["images"] == images >= 4 and layout["undecoded"] == [] and foreign == 0
+
+
 def test_a_rerun_within_the_cooldown_asks_mave_nothing(default_run, data_dir):
     again = run_job("retention-research", {}, out_dir=data_dir.parent,
                     environment={"CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(data_dir),
@@ -95,6 +149,15 @@ def test_a_rerun_within_the_cooldown_asks_mave_nothing(default_run, data_dir):
     assert results["credits_spent"] == 0
     assert Counter(b["status"] for b in results["briefs"]) == Counter({"cooldown": len(results["triggers"])})
     assert all(t["brief"]["content"] for t in results["triggers"])
+    # What changed: the first run is the previous one, and the same spikes still fire.
+    first = json.loads(default_run.results.read_text())
+    changes = results["changes"]
+    assert changes["first_run"] is False and changes["previous_run_id"] == default_run.run_id
+    assert changes["fired"] == changes["cleared"] == []
+    assert changes["still_firing"] == sorted(t["key"] for t in first["triggers"])
+    assert changes["credits"] == {"before": first["credits_spent"], "now": 0}
+    text = _texts(again.report.read_text())[1]
+    assert "Compared with the previous run" in text and default_run.run_id in text
 
 
 def test_nbval_lax_executes_the_template_in_sandbox_mode(tmp_path):

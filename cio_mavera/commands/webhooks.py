@@ -1,5 +1,5 @@
-"""`cio-mavera webhooks serve|work|dead-letters`: the reporting-webhook receiver, the queue worker, and
-the signed bodies neither could use."""
+"""`cio-mavera webhooks serve|work|backfill|dead-letters`: the reporting-webhook receiver, the queue
+worker, the delivery-history backfill of the event log, and the signed bodies neither could use."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import sys
 import uvicorn
 
 from ..connect import connect
+from ..customerio.values import to_unix
 from ..errors import ConfigError
+from ..eventlog.backfill import backfill_deliveries
 from ..jobs.retention.watch import ResearchLoop
 from ..receiver.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE_S, WEBHOOK_PATH, create_app
 from ..receiver.dead_letters import replay_dead_letters
@@ -76,6 +78,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     work.add_argument("--cooldown-hours", type=float, default=24.0, metavar="H",
                       help="never research the same trigger again within H hours (default 24)")
     work.set_defaults(handler=work_command)
+
+    backfill = sub.add_parser("backfill", help="fill the event log with delivery history from Customer.io "
+                              "deliveries exports (one per campaign), for the days before the receiver started")
+    backfill.add_argument("--days", type=float, default=90.0, metavar="N",
+                          help="days of history before --until (default 90; Customer.io exports at most 12 months)")
+    backfill.add_argument("--until", default=None, metavar="TIME",
+                          help="end of the period, ISO date/time or unix seconds (default: the earliest webhook in "
+                               "the log, i.e. when the receiver started; now if the log is empty)")
+    backfill.add_argument("--campaign", type=int, action="append", default=None, metavar="ID",
+                          help="backfill only this campaign (repeatable; default: every campaign)")
+    backfill.set_defaults(handler=backfill_command)
 
     dead = sub.add_parser("dead-letters", help="list or replay signed bodies the receiver or worker could not use")
     dead_sub = dead.add_subparsers(dest="dead_letters_command", metavar="ACTION", required=True)
@@ -150,6 +163,29 @@ def work_command(args: argparse.Namespace) -> int:
     print(f"wrote {total} new events to {events}", file=sys.stderr)
     if dead:
         print(f"{dead} dead letter(s) waiting: cio-mavera webhooks dead-letters list", file=sys.stderr)
+    return 0
+
+
+def backfill_command(args: argparse.Namespace) -> int:
+    """Backfill the event log from deliveries exports and print what was added."""
+    settings = load_settings()
+    if args.days <= 0:
+        raise ConfigError("--days must be positive")
+    until = to_unix(args.until, "--until") if args.until is not None else None
+    conn = connect("customerio", settings=settings)
+    events = event_log_dir(settings)
+    print(f"backfilling {events} with {args.days:g} days of deliveries exports ({conn.describe()})",
+          file=sys.stderr, flush=True)
+
+    def progress(campaign: int, deliveries: int, written: int) -> None:
+        print(f"  campaign {campaign}: {deliveries} deliveries, {written} new events", file=sys.stderr, flush=True)
+
+    result = backfill_deliveries(conn, events, days=args.days, until=until, campaign_ids=args.campaign,
+                                 on_campaign=progress)
+    print(f"backfilled {result.written} events from {result.deliveries} deliveries of {len(result.campaigns)} "
+          f"campaign(s), {_when(result.start)} to {_when(result.until)} UTC, in {result.seconds:.1f} s; "
+          f"{result.already_reported} already reported by webhooks, {result.outside_period} outside the period"
+          + (f", {result.dead} not storable" if result.dead else ""), file=sys.stderr)
     return 0
 
 

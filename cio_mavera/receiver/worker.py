@@ -4,7 +4,8 @@ Delivery from the queue is at-least-once, so the log is made idempotent here: a 
 (temporary file, fsync, atomic rename) before it is acked, and ids already in the log are skipped.
 A worker killed anywhere in between leaves either no file (the batch is redelivered and written) or
 a complete file (the batch is redelivered and skipped). Layout: `<events>/day=YYYY-MM-DD/part-*.parquet`
-(hive-style, by the event's own timestamp in UTC), one row per unique `event_id`.
+(hive-style, by the event's own timestamp in UTC), one row per unique `event_id`; small parts are
+compacted as a day fills up (`cio_mavera.eventlog.layout`).
 
 One bad event never holds back the others: each is validated and normalised on its own, and one the
 log cannot store is quarantined as a dead letter (stored before the batch is acked, once per body)
@@ -17,39 +18,28 @@ import logging
 import os
 import socket
 import time
-import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from ..customerio.webhooks import MalformedWebhook, parse_event
-from ..files import atomic_path
+from ..eventlog.layout import (
+    COMPACT_AFTER_FILES,
+    SCHEMA,
+    compact_day,
+    dataset,
+    day_of,
+    part_files,
+    read_ids,
+    recover,
+    write_part,
+)
 from .queues import DeadLetter, QueuedEvent, QueueUnavailable, WebhookQueue
 
 log = logging.getLogger("cio_mavera.worker")
-
-SCHEMA = pa.schema([
-    ("event_id", pa.string()),
-    ("object_type", pa.string()),
-    ("metric", pa.string()),
-    ("timestamp", pa.int64()),
-    ("received_at", pa.float64()),
-    ("campaign_id", pa.int64()),
-    ("action_id", pa.int64()),
-    ("broadcast_id", pa.int64()),
-    ("newsletter_id", pa.int64()),
-    ("delivery_id", pa.string()),
-    ("cio_id", pa.string()),
-    ("customer_id", pa.string()),
-    ("known", pa.bool_()),
-    ("payload", pa.string()),  # the raw envelope, unknown fields included
-])
-
 
 def default_consumer() -> str:
     """A consumer name unique to this process."""
@@ -57,23 +47,38 @@ def default_consumer() -> str:
 
 
 class EventLog:
-    """The parquet event log under one directory; remembers which event_ids it holds."""
+    """The parquet event log under one directory (layout in `cio_mavera.eventlog.layout`).
 
-    def __init__(self, root: str | Path) -> None:
+    Duplicates are found per day: an event's partition follows from its own timestamp (a retried
+    webhook carries the same one), so only the event_ids of the days a batch touches are read, and
+    at most `cached_days` days of ids are kept in memory, whatever the log's age. Every
+    `compact_after` parts written to one day, that day's small parts are merged (0: never).
+    """
+
+    def __init__(self, root: str | Path, *, compact_after: int = COMPACT_AFTER_FILES,
+                 cached_days: int = 64) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._seen: set[str] | None = None
+        self.compact_after = compact_after
+        self.cached_days = cached_days
+        self._seen: OrderedDict[str, set[str]] = OrderedDict()
+        self._written: dict[str, int] = {}
+        self._recovered = False
 
-    def seen(self) -> set[str]:
-        """Every event_id already in the log (read once, then kept up to date)."""
-        if self._seen is None:
-            files = sorted(str(p) for p in self.root.glob("day=*/part-*.parquet"))
-            if files:
-                table = ds.dataset(files, format="parquet").to_table(columns=["event_id"])
-                self._seen = set(table.column("event_id").to_pylist())
-            else:
-                self._seen = set()
-        return self._seen
+    def seen_on(self, day: str) -> set[str]:
+        """The event_ids already in one day's partition (read once, then kept up to date)."""
+        ids = self._seen.get(day)
+        if ids is None:
+            if not self._recovered:
+                recover(self.root)
+                self._recovered = True
+            ids = read_ids(self.root, day)
+            self._seen[day] = ids
+            while len(self._seen) > self.cached_days:
+                self._seen.popitem(last=False)
+        else:
+            self._seen.move_to_end(day)
+        return ids
 
     def append(self, items: Iterable[QueuedEvent], dead: list[DeadLetter] | None = None) -> int:
         """Write the events not yet in the log; returns how many rows were added.
@@ -81,46 +86,42 @@ class EventLog:
         Events that cannot be stored go to `dead` as dead letters (logged and skipped without it).
         """
         dead = [] if dead is None else dead
-        seen = self.seen()
         by_day: dict[str, dict[str, tuple[QueuedEvent, dict]]] = {}
-        batch_ids: set[str] = set()
         for item in items:
-            if item.event_id in seen or item.event_id in batch_ids:
-                continue
-            batch_ids.add(item.event_id)
             try:
                 row = _row(item)
-                day = _day(row["timestamp"] if row["timestamp"] is not None else item.received_at)
+                day = day_of(row["timestamp"] if row["timestamp"] is not None else item.received_at)
             except MalformedWebhook as exc:
                 dead.append(_dead(item, exc.code, str(exc)))
                 continue
             except Exception as exc:  # a shape nobody foresaw: quarantine it, keep the batch going
                 dead.append(_dead(item, "not_storable", f"{type(exc).__name__}: {exc}"))
                 continue
-            by_day.setdefault(day, {})[item.event_id] = (item, row)
+            pending = by_day.setdefault(day, {})
+            if item.event_id in pending or item.event_id in self.seen_on(day):
+                continue
+            pending[item.event_id] = (item, row)
         written = 0
         for day, pairs in sorted(by_day.items()):
             table = _table(list(pairs.values()), dead)
             if table.num_rows:
                 self._write(day, table)
-                seen.update(table.column("event_id").to_pylist())
+                self.seen_on(day).update(table.column("event_id").to_pylist())
                 written += table.num_rows
         for letter in dead:
             log.warning("quarantined queued event %s (%s): %s", letter.event_id, letter.reason, letter.detail)
         return written
 
     def _write(self, day: str, table: pa.Table) -> None:
-        folder = self.root / f"day={day}"
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
         # Synced before this returns, so before the batch is acked. The temporary name is
         # dot-prefixed: parquet readers skip it if a crash leaves it behind.
-        with atomic_path(folder / name) as tmp:
-            pq.write_table(table, tmp)
-
-
-def _day(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d")
+        write_part(self.root, day, table)
+        self._written[day] = self._written.get(day, 0) + 1
+        if self.compact_after and self._written[day] >= self.compact_after:
+            self._written[day] = 0
+            done = compact_day(self.root, day)
+            log.info("compacted %s: %d parts (%d rows) into %d", day, done.merged_files, done.rows,
+                     done.written_files)
 
 
 def _dead(item: QueuedEvent, reason: str, detail: str) -> DeadLetter:
@@ -225,11 +226,12 @@ def run_worker(queue: WebhookQueue, event_log_dir: str | Path, *, consumer: str,
 
 
 def read_event_log(event_log_dir: str | Path) -> pd.DataFrame:
-    """The whole event log as a DataFrame (with a `day` column from the partition)."""
+    """The whole event log as a DataFrame (with a `day` column from the partition); small logs only.
+
+    Job 3 reads through `cio_mavera.eventlog.query` (DuckDB, a time range, export rows a webhook
+    also reported left out); this is the raw log, for tests and small tools.
+    """
     root = Path(event_log_dir)
-    files = sorted(str(p) for p in root.glob("day=*/part-*.parquet"))
-    if not files:
+    if not part_files(root):
         return pd.DataFrame({name: pd.Series(dtype=object) for name in [*SCHEMA.names, "day"]})
-    table = ds.dataset(files, format="parquet", partitioning="hive",
-                       partition_base_dir=str(root)).to_table()
-    return table.to_pandas()
+    return dataset(root).to_table().to_pandas()

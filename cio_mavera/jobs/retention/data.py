@@ -1,20 +1,29 @@
-"""Job 3 data: the event log the worker wrote (or this sandbox run's), and campaign names.
+"""Job 3 data: the event log the worker wrote (or this sandbox run's), its backfill, and campaign names.
 
-Live, the report reads `<data dir>/events/`, written by `cio-mavera webhooks work`; in sandbox mode
-each run replays the stream into its own log under the sandbox cache (see `pipeline`).
+Live, the report reads `<data dir>/events/`, written by `cio-mavera webhooks work` and backfilled
+with delivery history by `cio-mavera webhooks backfill`; in sandbox mode each run replays the stream
+into its own log under the sandbox cache (see `pipeline`). Reads go through DuckDB
+(`cio_mavera.eventlog.query`): a time range of partitions, backfilled rows a webhook also
+reported left out.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from cio_mavera import datasets
 from cio_mavera.connect import Connection
+from cio_mavera.eventlog.backfill import BackfillResult, backfill_deliveries
+from cio_mavera.eventlog.layout import days
+from cio_mavera.eventlog.query import read_events
 from cio_mavera.receiver.worker import read_event_log
 
-__all__ = ["PIPELINE_DIR", "campaign_names", "event_log_dir", "load_event_log", "read_event_log"]
+__all__ = ["PIPELINE_DIR", "backfill_event_log", "campaign_names", "event_log_dir", "horizon_start",
+           "load_event_log", "read_event_log", "read_recent_events"]
 
 PIPELINE_DIR = "retention-pipeline"
 
@@ -26,9 +35,35 @@ def event_log_dir(conn: Connection) -> Path:
     return conn.cache_dir / PIPELINE_DIR / "events"
 
 
-def load_event_log(conn: Connection) -> pd.DataFrame:
-    """The event log for `conn` as a DataFrame (one row per unique event_id)."""
-    return read_event_log(event_log_dir(conn))
+def load_event_log(conn: Connection, *, days_back: float | None = None) -> pd.DataFrame:
+    """The event log for `conn` as a DataFrame (one row per unique event, payloads kept).
+
+    `days_back` keeps only the last that many days before the log's newest day ends (None: all).
+    """
+    root = event_log_dir(conn)
+    return read_events(root, since=horizon_start(root, days_back), payload=True)
+
+
+def horizon_start(event_log_dir: str | Path, days_back: float | None) -> float | None:
+    """Unix time `days_back` days before the end of the log's newest day (None: no bound)."""
+    present = days(event_log_dir)
+    if days_back is None or not present:
+        return None
+    end = dt.datetime.fromisoformat(present[-1]).replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
+    return (end - dt.timedelta(days=days_back)).timestamp()
+
+
+def read_recent_events(event_log_dir: str | Path, days_back: float | None) -> pd.DataFrame:
+    """The events of the last `days_back` days of the log, bounce payloads only (what triggers read)."""
+    return read_events(event_log_dir, since=horizon_start(event_log_dir, days_back))
+
+
+def backfill_event_log(conn: Connection, *, days_back: float = 90, **options: Any) -> BackfillResult:
+    """Backfill `conn`'s event log with `days_back` days of deliveries exports before the receiver started.
+
+    Options go to `cio_mavera.eventlog.backfill.backfill_deliveries` (until, campaign_ids, poll, ...).
+    """
+    return backfill_deliveries(conn, event_log_dir(conn), days=days_back, **options)
 
 
 def campaign_names(conn: Connection, *, refresh: bool = False) -> dict[int, str]:

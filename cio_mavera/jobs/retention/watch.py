@@ -2,7 +2,10 @@
 
 `ResearchLoop` is the `after_batch` hook of `receiver.worker.run_worker`. It runs at most every
 `interval_s` seconds and only when new events arrived, so a busy queue is drained at full speed and
-the analysis (which reads the whole log) runs on a schedule. One `CreditBudget` spans the worker's
+the analysis runs on a schedule. Each evaluation brings the log's hourly counts up to date (DuckDB,
+only the days whose files changed since the last one) and hands the trigger statistics the last
+`horizon_days` of events (DuckDB reads only those days' partitions; pandas gets a frame of weeks,
+not of the log's years). One `CreditBudget` spans the worker's
 life; the cooldown state is on disk, so a restarted worker does not ask again what it already asked.
 A failing evaluation is logged and retried at the next interval; it never stops ingestion.
 """
@@ -16,8 +19,9 @@ from pathlib import Path
 
 from cio_mavera.connect import Connection
 from cio_mavera.errors import CioMaveraError
+from cio_mavera.eventlog.query import HourlyCounts
 from cio_mavera.jobs.context import RunContext
-from cio_mavera.jobs.retention.data import campaign_names, read_event_log
+from cio_mavera.jobs.retention.data import campaign_names, read_recent_events
 from cio_mavera.jobs.retention.enrichment import enrich_events
 from cio_mavera.jobs.retention.research import Brief, research_dir, research_triggers
 from cio_mavera.jobs.retention.triggers import find_triggers
@@ -35,7 +39,7 @@ class ResearchLoop:
     def __init__(self, conn: Connection, event_log_dir: str | Path, *, max_credits: int = 600,
                  interval_s: float = 60.0, window_hours: float = 24, step_hours: float = 12,
                  valuable_plans: Sequence[str] = ("pro", "business", "enterprise"), alpha: float = 0.05,
-                 cooldown_hours: float = 24,
+                 cooldown_hours: float = 24, horizon_days: float | None = 90,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.conn = conn
         self.event_log_dir = Path(event_log_dir)
@@ -43,6 +47,8 @@ class ResearchLoop:
         self.options = {"window_hours": window_hours, "step_hours": step_hours,
                         "valuable_plans": list(valuable_plans), "alpha": alpha}
         self.cooldown_hours = cooldown_hours
+        self.horizon_days = horizon_days
+        self.counts = HourlyCounts(self.event_log_dir)
         # The Mavera client opens on first use, so a worker without triggers never needs a key.
         self.run = RunContext(job=JOB, connection=conn, budget=CreditBudget(max_credits))
         self.clock = clock
@@ -66,9 +72,13 @@ class ResearchLoop:
         return briefs
 
     def evaluate(self) -> list[Brief]:
-        """Enrich the whole log, find triggers, research those outside their cooldown."""
+        """Update the hourly counts, enrich the horizon's events, find triggers, research those outside
+        their cooldown."""
         self.evaluations += 1
-        events = read_event_log(self.event_log_dir)
+        update = self.counts.update()
+        log.info("retention: hourly counts of %d of %d days updated (%d events) in %.2f s",
+                 len(update.days_read), update.days_total, update.rows_read, update.seconds)
+        events = read_recent_events(self.event_log_dir, self.horizon_days)
         if events.empty:
             return []
         enriched = enrich_events(self.conn, events)

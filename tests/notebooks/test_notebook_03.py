@@ -3,11 +3,12 @@ in the kernel; results.json holds the planted spike (campaign and audience) with
 code-free self-contained report that opens with the banner, the summary (key numbers with intervals, what to
 do next) and what changed, names the spike alike everywhere, highlights it in the tables and reads at
 1280 px in chromium; a re-run within the cooldown spends nothing and says what changed since the first run;
-nbval (lax) runs the template."""
+nbval (lax) runs the template; in one kept kernel (as in JupyterLab) a changed window re-runs from its step."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 from bs4 import BeautifulSoup
 from conftest import END, PINNED_END
+from jupyter_client.manager import start_new_kernel
 from notebook_checks import (
     HeadlessChromium,
     assert_code_free_offline_report,
@@ -23,7 +25,7 @@ from notebook_checks import (
     run_nbval,
 )
 
-from cio_mavera.reports import NOTEBOOKS_DIR, RunResult, notebook_parameters, run_job
+from cio_mavera.reports import NOTEBOOKS_DIR, PROJECT_ROOT, RunResult, notebook_parameters, run_job
 from cio_mavera.sandbox.workspace import generate_workspace
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
@@ -162,3 +164,60 @@ def test_a_rerun_within_the_cooldown_asks_mave_nothing(default_run, data_dir):
 
 def test_nbval_lax_executes_the_template_in_sandbox_mode(tmp_path):
     run_nbval(NOTEBOOK, tmp_path / "data")
+
+
+# ---- JupyterLab: one kernel, a changed parameter, re-run from its step ----------------------------
+
+
+def _execute(client, code: str) -> list[dict]:
+    """Run `code` in the kept kernel as Shift+Enter on a cell would; its outputs (fails on an error)."""
+    outputs: list[dict] = []
+
+    def keep(message: dict) -> None:
+        if message["msg_type"] in ("stream", "display_data", "execute_result", "error"):
+            outputs.append({"type": message["msg_type"], **message["content"]})
+
+    reply = client.execute_interactive(code, timeout=600, output_hook=keep, allow_stdin=False)
+    errors = [f"{o['ename']}: {o['evalue']}" for o in outputs if o["type"] == "error"]
+    assert reply["content"]["status"] == "ok", f"{code.splitlines()[0]!r} failed: {errors}"
+    return outputs
+
+
+def _value(client, expression: str):
+    """The JSON value of `expression` in the kernel."""
+    out = _execute(client, f"import json as _j; print(_j.dumps({expression}))")
+    return json.loads("".join(o["text"] for o in out if o["type"] == "stream" and o["name"] == "stdout"))
+
+
+def test_jupyterlab_rerun_after_changing_the_window_needs_no_restart(tmp_path):
+    code = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
+    env = {**os.environ, "CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(tmp_path / "data"),
+           "MPLBACKEND": "Agg", **PINNED_END}
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(PROJECT_ROOT), env=env)
+    try:
+        for source in code:  # top to bottom, once
+            _execute(client, source)
+        before = _value(client, "{'client': id(run.mavera), 'keys': [t.key for t in found.triggers], "
+                                "'spent': run.credits_spent()}")
+        # Change one analysis parameter in the parameters cell, run it, re-run from its step down.
+        _execute(client, code[0].replace("window_hours = 24", "window_hours = 48"))
+        start = next(i for i, c in enumerate(code) if c.startswith("# Find spikes"))
+        rerun = [o for source in code[start:] for o in _execute(client, source)]
+        after = _value(client, "{'client': id(run.mavera), 'keys': [t.key for t in found.triggers], "
+                               "'tested': results['tests']['window_hours'], "
+                               "'written': results['parameters']['window_hours'], "
+                               "'statuses': {b.key: b.status for b in briefs}, 'spent': run.credits_spent()}")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert before["keys"] and before["spent"] > 0
+    assert after["client"] == before["client"]  # the same open Mavera client
+    assert after["tested"] == after["written"] == 48  # the tests and results.json use the new window
+    # The spike is found again with 48 h windows and its brief comes from the cooldown store; only a
+    # spike new to these windows is asked about, on the same budget.
+    assert set(before["keys"]) <= set(after["keys"])
+    assert {after["statuses"][k] for k in before["keys"]} == {"cooldown"}
+    new = set(after["keys"]) - set(before["keys"])
+    assert (after["spent"] > before["spent"]) == any(after["statuses"][k] == "asked" for k in new)
+    shown = "".join(o.get("data", {}).get("text/html", "") for o in rerun if o["type"] == "display_data")
+    assert "cio-summary" in shown and "SANDBOX DATA" in shown and "window_hours" in shown

@@ -26,6 +26,7 @@ from cio_mavera.markup import md, safe_url
 DEAD_LETTERS_LIST = "cio-mavera webhooks dead-letters list"
 DEAD_LETTERS_REPLAY = "cio-mavera webhooks dead-letters replay"
 FEW_OPT_OUTS = 20  # below this many opt-outs in the log only a large spike can be told from chance
+QUIET_LOG = pd.Timedelta(days=2)  # a live log whose newest event is older than this at analysis is stale
 _SUMMARY_DECISIONS = 4
 
 
@@ -75,6 +76,13 @@ def notices(results: Mapping[str, Any]) -> list[rp.ReportHtml]:
             f"({days:.1f} days): a window is compared with its campaign's rate outside it and a "
             f"guard as long as it on either side, which needs at least {3 * longest / 24:.1f} days. "
             f"Shorten window_hours or let the log grow before trusting 'no spike'."))
+    quiet = _quiet_for(results)
+    if quiet is not None:
+        out.append(rp.notice(
+            f"The newest event in the log is from {pd.Timestamp(period['end']):%Y-%m-%d %H:%M} UTC, "
+            f"{quiet / pd.Timedelta(days=1):.1f} days before this analysis: a spike since then is not in "
+            "this report. Check that \"cio-mavera webhooks work\" is running and that the Customer.io "
+            "reporting webhook still points at \"cio-mavera webhooks serve\"."))
     dead = results.get("dead_letters") or {}
     if dead.get("error"):
         out.append(rp.notice(f"The dead letters could not be read ({dead['error']}); run "
@@ -90,6 +98,16 @@ def notices(results: Mapping[str, Any]) -> list[rp.ReportHtml]:
         out.append(rp.notice(f"Only {opt_outs:,} opt-out(s) are in the log: only a large spike can be "
                              "told from chance with so few.", kind="info"))
     return out
+
+
+def _quiet_for(results: Mapping[str, Any]) -> pd.Timedelta | None:
+    """How long before the analysis a live log fell silent, when longer than `QUIET_LOG` (a sandbox
+    log ends where its synthetic workspace does)."""
+    end, analysed = (results.get("period") or {}).get("end"), results.get("analysed_at")
+    if results.get("mode") != "live" or not end or not analysed:
+        return None
+    quiet = pd.Timestamp(analysed) - pd.Timestamp(end)
+    return quiet if quiet > QUIET_LOG else None
 
 
 # ---- the summary ----------------------------------------------------------------------------------

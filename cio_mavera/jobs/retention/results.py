@@ -110,14 +110,16 @@ def trigger_entry(trigger: Trigger, brief: Brief | None, names: Mapping[int, str
 def retention_results(run: RunContext, *, events: pd.DataFrame, result: TriggerResult,
                       briefs: Sequence[Brief], enrichment: Mapping[str, Any],
                       pipeline: Mapping[str, Any] | None, campaign_names: Mapping[int, str] | None = None,
-                      dead: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The run's machine-readable findings: triggers with their briefs, the log, dead letters, credits."""
+                      dead: Mapping[str, Any] | None = None, now: pd.Timestamp | None = None) -> dict[str, Any]:
+    """The run's machine-readable findings: triggers with their briefs, the log, dead letters, credits;
+    `analysed_at` (`now`, by default the clock) is what the report judges the log's age against."""
     by_key = {b.key: b for b in briefs}
     names = campaign_names or {}
     plans = result.parameters.get("valuable_plans", ())
     return {
         "mode": run.mode, "workspace": run.connection.workspace if run.connection else None,
         "event_counts": {"unique_events": int(len(events)), "by_metric": event_counts(events) if len(events) else {}},
+        "analysed_at": pd.Timestamp(now if now is not None else pd.Timestamp.now(tz="UTC")).isoformat(),
         "period": log_period(events),
         "opt_out": opt_out_rate(events),
         "pipeline": dict(pipeline) if pipeline else None,

@@ -267,6 +267,16 @@ def test_notices_judge_the_log_against_the_windows_asked_not_against_today():
     assert "SANDBOX DATA" in banner and "2026-03-17 12:00 to 03-31 12:00 UTC (14.0 days)" in banner
 
 
+def test_a_live_log_silent_long_before_the_analysis_is_named_and_a_sandbox_one_is_not():
+    live = _results(mode="live", analysed_at="2026-04-04T12:00:00+00:00")  # 4 days after the log ends
+    boxes = narrative.notices(live)
+    assert len(boxes) == 1 and "2026-03-31 12:00 UTC, 4.0 days before this analysis" in boxes[0]
+    assert "webhooks work" in boxes[0]
+    assert narrative.notices({**live, "analysed_at": "2026-04-01T12:00:00+00:00"}) == []  # a day is normal
+    assert narrative.notices({**live, "mode": "sandbox"}) == []  # the synthetic log ends where it does
+    assert narrative.notices({k: v for k, v in live.items() if k != "analysed_at"}) == []
+
+
 def _write(reports, run_id: str, results: dict) -> dict:
     directory = reports / "retention-research" / run_id
     directory.mkdir(parents=True)

@@ -18,6 +18,7 @@ from cio_mavera.eventlog import layout
 from cio_mavera.eventlog.layout import SCHEMA, compact, compact_day, part_files, recover
 from cio_mavera.eventlog.query import HourlyCounts, read_events
 from cio_mavera.eventlog.synthetic import synthetic_day, write_synthetic_log
+from cio_mavera.jobs.retention.data import read_recent_events
 from cio_mavera.receiver.queues import QueuedEvent
 from cio_mavera.receiver.worker import EventLog, read_event_log
 
@@ -156,3 +157,14 @@ def test_read_events_returns_a_time_range_and_only_bounce_payloads(log_root):
     assert frame.loc[frame["metric"] != "bounced", "payload"].isna().all()
     assert frame.loc[frame["metric"] == "bounced", "payload"].notna().all()
     assert list(frame.columns) == [*SCHEMA.names, "day"]
+
+
+def test_the_trigger_horizon_keeps_whole_recent_days_within_max_events(log_root):
+    per_day = {d: layout.day_rows(log_root, d) for d in layout.days(log_root)}
+    newest = sorted(per_day)[-3:]  # the partial last day and two full ones before it
+    cap = sum(per_day[d] for d in newest) + 1
+    frame = read_recent_events(log_root, 28, max_events=cap)
+    assert sorted(frame["day"].unique()) == newest and len(frame) == cap - 1
+    assert sorted(read_recent_events(log_root, 28)["day"].unique()) == sorted(per_day)
+    assert sorted(read_recent_events(log_root, 1)["day"].unique()) == sorted(per_day)[-1:]
+    assert sorted(read_recent_events(log_root, 28, max_events=1)["day"].unique()) == sorted(per_day)[-1:]

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from ..files import atomic_path, atomic_write
 
 __all__ = ["BACKFILL_MANIFEST", "BACKFILL_PREFIX", "COMPACT_AFTER_FILES", "MAX_ROWS_PER_FILE", "PARTITION", "ROW_GROUP_ROWS", "SCHEMA", "SMALL_ROWS",
-           "Compaction", "compact", "compact_day", "dataset", "day_of", "days", "part_files", "read_ids",
+           "Compaction", "compact", "compact_day", "dataset", "day_of", "day_rows", "days", "part_files", "read_ids",
            "recover", "write_part"]
 
 SCHEMA = pa.schema([
@@ -129,6 +129,11 @@ def write_part(root: str | Path, day: str, table: pa.Table) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     _write(path, table)
     return path
+
+
+def day_rows(root: str | Path, day: str) -> int:
+    """Rows in one day's partition, from the parquet footers (no data read)."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in part_files(root, day))
 
 
 def read_ids(root: str | Path, day: str) -> set[str]:

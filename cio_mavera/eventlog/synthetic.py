@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from .layout import SCHEMA, day_of, write_part
 
-__all__ = ["synthetic_day", "write_synthetic_log"]
+__all__ = ["EVENTS_PER_DELIVERY", "by_day", "synthetic_day", "write_synthetic_log"]
 
 _DAY = 86400
 # Metric, probability per delivery and delay after sending (seconds, mean of an exponential).
@@ -64,7 +64,8 @@ def synthetic_day(day_start: int, deliveries: int, *, rng: np.random.Generator, 
     }, schema=SCHEMA)
 
 
-def _by_day(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+def by_day(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    """The table's rows split by partition (UTC day of their timestamp): (day, rows) pairs."""
     day = pc.floor(pc.divide(pc.cast(table.column("timestamp"), pa.float64()), float(_DAY)))
     for value in pc.unique(day).to_pylist():
         yield day_of(value * _DAY), table.filter(pc.equal(day, value))
@@ -80,7 +81,7 @@ def write_synthetic_log(root: str | Path, events: int, *, start: int, days: int,
     for d in range(days):
         table = synthetic_day(start + d * _DAY, per_day, rng=rng, campaigns=campaigns,
                               id_offset=id_offset + d * per_day)
-        for day, rows in _by_day(table):
+        for day, rows in by_day(table):
             step = part_rows or rows.num_rows
             for i in range(0, rows.num_rows, step):
                 write_part(root, day, rows.slice(i, step))

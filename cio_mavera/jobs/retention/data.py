@@ -18,7 +18,7 @@ import pandas as pd
 from cio_mavera import datasets
 from cio_mavera.connect import Connection
 from cio_mavera.eventlog.backfill import BackfillResult, backfill_deliveries
-from cio_mavera.eventlog.layout import days
+from cio_mavera.eventlog.layout import day_rows, days
 from cio_mavera.eventlog.query import read_events
 from cio_mavera.receiver.worker import read_event_log
 
@@ -53,9 +53,27 @@ def horizon_start(event_log_dir: str | Path, days_back: float | None) -> float |
     return (end - dt.timedelta(days=days_back)).timestamp()
 
 
-def read_recent_events(event_log_dir: str | Path, days_back: float | None) -> pd.DataFrame:
-    """The events of the last `days_back` days of the log, bounce payloads only (what triggers read)."""
-    return read_events(event_log_dir, since=horizon_start(event_log_dir, days_back))
+def read_recent_events(event_log_dir: str | Path, days_back: float | None,
+                       max_events: int | None = None) -> pd.DataFrame:
+    """The events of the last `days_back` days of the log, bounce payloads only (what triggers read).
+
+    With `max_events`, the period starts later when needed so that it holds at most about that many
+    events (whole days, counted from the parquet footers; at least the newest day), which bounds
+    the trigger statistics' memory and time on a busy workspace.
+    """
+    since = horizon_start(event_log_dir, days_back)
+    if max_events is not None:
+        total = 0
+        for day in reversed(days(event_log_dir)):
+            day_end = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp() + 86400
+            if since is not None and day_end <= since:
+                break
+            rows = day_rows(event_log_dir, day)
+            if total and total + rows > max_events:
+                since = max(since or day_end, day_end)  # from the day after this one
+                break
+            total += rows
+    return read_events(event_log_dir, since=since)
 
 
 def backfill_event_log(conn: Connection, *, days_back: float = 90, **options: Any) -> BackfillResult:

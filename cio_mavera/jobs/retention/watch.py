@@ -4,9 +4,10 @@
 `interval_s` seconds and only when new events arrived, so a busy queue is drained at full speed and
 the analysis runs on a schedule. Each evaluation brings the log's hourly counts up to date (DuckDB,
 only the days whose files changed since the last one) and hands the trigger statistics the last
-`horizon_days` of events (DuckDB reads only those days' partitions; pandas gets a frame of weeks,
-not of the log's years). One `CreditBudget` spans the worker's
-life; the cooldown state is on disk, so a restarted worker does not ask again what it already asked.
+`horizon_days` (28) of events, fewer days when those hold more than `max_events` (1,000,000): DuckDB
+reads only those days' partitions, and pandas gets a frame of weeks, not of the log's years.
+One `CreditBudget` spans the worker's life; the cooldown state is on disk, so a restarted worker does
+not ask again what it already asked.
 A failing evaluation is logged and retried at the next interval; it never stops ingestion.
 """
 
@@ -39,7 +40,8 @@ class ResearchLoop:
     def __init__(self, conn: Connection, event_log_dir: str | Path, *, max_credits: int = 600,
                  interval_s: float = 60.0, window_hours: float = 24, step_hours: float = 12,
                  valuable_plans: Sequence[str] = ("pro", "business", "enterprise"), alpha: float = 0.05,
-                 cooldown_hours: float = 24, horizon_days: float | None = 90,
+                 cooldown_hours: float = 24, horizon_days: float | None = 28,
+                 max_events: int | None = 1_000_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.conn = conn
         self.event_log_dir = Path(event_log_dir)
@@ -47,7 +49,7 @@ class ResearchLoop:
         self.options = {"window_hours": window_hours, "step_hours": step_hours,
                         "valuable_plans": list(valuable_plans), "alpha": alpha}
         self.cooldown_hours = cooldown_hours
-        self.horizon_days = horizon_days
+        self.horizon_days, self.max_events = horizon_days, max_events
         self.counts = HourlyCounts(self.event_log_dir)
         # The Mavera client opens on first use, so a worker without triggers never needs a key.
         self.run = RunContext(job=JOB, connection=conn, budget=CreditBudget(max_credits))
@@ -78,7 +80,7 @@ class ResearchLoop:
         update = self.counts.update()
         log.info("retention: hourly counts of %d of %d days updated (%d events) in %.2f s",
                  len(update.days_read), update.days_total, update.rows_read, update.seconds)
-        events = read_recent_events(self.event_log_dir, self.horizon_days)
+        events = read_recent_events(self.event_log_dir, self.horizon_days, self.max_events)
         if events.empty:
             return []
         enriched = enrich_events(self.conn, events)

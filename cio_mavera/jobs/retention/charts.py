@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -21,6 +22,14 @@ from cio_mavera.jobs.retention.uncertainty import normal_range, rate_interval
 from cio_mavera.markup import plain_label
 
 SPIKE_RED, EXPECTED_GREY, NORMAL_BAND, FLAGGED_PINK = "#c0392b", "#34495e", "#d5dbdb", "#f5b7b1"
+
+
+def _date_axis(axes) -> None:
+    """Evenly spaced date ticks (the default restarts its every-other-day ticks at each month, so the
+    last day of a month and the first of the next collide) with short labels."""
+    locator = mdates.AutoDateLocator(maxticks=9, interval_multiples=False)
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
 def volume_chart(events: pd.DataFrame, bin_hours: int = 6) -> Figure:
@@ -42,6 +51,7 @@ def volume_chart(events: pd.DataFrame, bin_hours: int = 6) -> Figure:
     top.set_ylabel("Messages")
     bottom.set_ylabel("Opt-outs, bounces")
     bottom.set_xlabel("Event time (UTC)")
+    _date_axis(bottom)
     for axes in (top, bottom):
         axes.grid(alpha=0.3)
         if axes.get_legend_handles_labels()[0]:
@@ -126,11 +136,12 @@ def spike_chart(trigger: Trigger, events: pd.DataFrame, names: Mapping[int, str]
                   yerr=np.clip(np.nan_to_num([[trigger.rate - rate_low], [rate_high - trigger.rate]]), 0, None) * 100,
                   fmt="D", color=SPIKE_RED, capsize=4,
                   label=f"Flagged window ({labels.percent_interval(trigger.rate, rate_low, rate_high)})")
-    axes.legend(loc="upper left", fontsize=8)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, borderaxespad=0)  # beside, not over, the data
     audience = f", {labels.tested_audience(trigger)}" if trigger.kind == "campaign" else ""
     what = labels.SIGNAL_WORDS.get(trigger.metric, trigger.metric)
     axes.set_title(plain_label(f"{labels.subject(trigger, names)}{audience}: {what}", 100))
     axes.set_xlabel("Window centre (UTC)")
+    _date_axis(axes)
     axes.set_ylabel("Rate (% of messages)")
     axes.grid(alpha=0.3)
     return figure

@@ -318,11 +318,13 @@ def cluster_sentence(rates: pd.DataFrame, names: Mapping[int, str], cluster_info
 _ATX_HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 _SETEXT_RULE = re.compile(r"^ {0,3}(?:=+|-+)\s*$")
 _LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|(\d{1,3})[.)])\s+(.*)$")
+_WHOLE_LINE = re.compile(r"^\s*(\*\*|__|\*|_)(?=\S)(.+?)(?<=\S)\1\s*$")  # a line in bold or italics
 
 
 def _brief_text(content: str) -> str:
-    """Mave's answer as Markdown: its paragraphs and list items kept, everything in them text (it
-    echoes the campaign's and the audience's names), its headings bold lines outside the contents."""
+    """Mave's answer as Markdown: its paragraphs, list items and whole bold or italic lines kept,
+    everything in them text (it echoes the campaign's and the audience's names), its headings bold
+    lines outside the contents."""
     lines = []
     for line in str(content).strip().splitlines():
         heading, item = _ATX_HEADING.match(line), _LIST_ITEM.match(line)
@@ -333,6 +335,9 @@ def _brief_text(content: str) -> str:
         elif item:
             marker = f"{item.group(2)}." if item.group(2) else "-"
             lines.append(f"{item.group(1)}{marker} {md(item.group(3))}")
+        elif _WHOLE_LINE.match(line):  # Mave's own bold or italic line: kept, its text escaped
+            emphasis, inner = _WHOLE_LINE.match(line).groups()
+            lines.append(f"{'**' if len(emphasis) == 2 else '*'}{md(inner)}{'**' if len(emphasis) == 2 else '*'}")
         else:
             lines.append(md(line))
     return "\n".join(lines)
@@ -363,7 +368,9 @@ def briefs_markdown(briefs: Sequence[Brief], campaign_names: Mapping[int, str] |
                   "failed": f"**failed**: {md(b.reason)}"}.get(b.status, md(b.status))
         confidence = (f" · Mave's confidence {rp.format_percent(b.confidence, 0)}"
                       if b.confidence is not None else "")
-        lines = [f"### {md(labels.subject(t, names))}{audience}",
+        # A bold line, not a heading: the contents list stays short enough to leave the summary on
+        # the first screen however many spikes there are.
+        lines = [f"**{md(labels.subject(t, names))}{audience}**", "",
                  f"*Trigger {md(b.key)} · {status}{confidence} · {b.credits:,} credits*", ""]
         if b.content:
             lines += [_brief_text(b.content), ""]

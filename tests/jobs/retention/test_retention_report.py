@@ -32,7 +32,7 @@ from cio_mavera.jobs.retention.uncertainty import deliveries_to_confirm, normal_
 HOSTILE_CAMPAIGN = "Spring <script>alert(1)</script> [win](javascript:alert(2)) **bold** $x^2$ cost $5"
 HOSTILE_AUDIENCE = "Pro <img src=x onerror=alert(3)> _em_ `code` # heading"
 HOSTILE_ANSWER = ("# Findings\n\n- first <script>alert(4)</script>\n- [click](javascript:alert(5))\n\n"
-                  "<b>bold</b> and **stars**")
+                  "<b>bold</b> and **stars**\n\n**Lessons <i>learnt</i>**\n\n_notes_")
 DEFAULT_PARAMETERS = {"events": 12000, "window_hours": 24, "step_hours": 12,
                       "valuable_plans": ["pro", "business", "enterprise"], "alpha": 0.05,
                       "cooldown_hours": 24, "max_credits": 600, "refresh": False}
@@ -171,7 +171,10 @@ def test_sentences_briefs_and_next_steps_keep_hostile_text_as_text():
     briefs = markdown2html_mistune(narrative.briefs_markdown([brief], {45: HOSTILE_CAMPAIGN}))
     soup = _assert_inert(briefs, "<script>alert(4)</script>", "<b>bold</b>", "**stars**",
                          "link left out: not a web address")
-    assert [h.name for h in soup.find_all(re.compile("^h[1-6]$"))] == ["h3"]  # Mave's heading demoted
+    assert soup.find_all(re.compile("^h[1-6]$")) == []  # no heading: the contents list stays short
+    bold = [t.get_text() for t in soup.find_all("strong")]
+    assert "Findings" in bold and "Lessons <i>learnt</i>" in bold  # Mave's heading and bold line, as text
+    assert "notes" in [t.get_text() for t in soup.find_all("em")]
     assert [a["href"] for a in soup.find_all("a") if not a["href"].startswith("#")] == [
         "https://example.com/a%28b%29"]
     assert len(soup.find_all("li")) == 2  # the answer's list stays a list

@@ -19,6 +19,7 @@ from bs4 import BeautifulSoup
 from conftest import END, PINNED_END
 from jupyter_client.manager import start_new_kernel
 from notebook_checks import (
+    A4_PRINT_WIDTH_PX,
     HeadlessChromium,
     assert_code_free_offline_report,
     chromium_binary,
@@ -139,8 +140,16 @@ def test_report_opens_with_banner_summary_and_what_changed_and_names_the_spike_a
             layout = browser.layout()
             foreign = browser.evaluate(
                 "document.querySelectorAll('script, img:not([src^=\"data:image/png\"])').length")
+            # As printed on A4: no table, chart or line wider than the page, and a PDF comes out.
+            browser.open(default_run.report.as_uri(), width=A4_PRINT_WIDTH_PX, height=1100, media="print")
+            printed = browser.layout()
+            pdf = browser.pdf(tmp_path / "retention-research.pdf").read_bytes()
         assert layout["scroll_width"] <= 1280 and layout["sticking_out"] == [], layout["sticking_out"]
         assert layout["images"] == images >= 4 and layout["undecoded"] == [] and foreign == 0
+        assert all(c["right"] <= 1280 and c["height"] <= 900 for c in layout["charts"]), layout["charts"]
+        assert printed["scroll_width"] <= A4_PRINT_WIDTH_PX and printed["sticking_out"] == []
+        assert all(t["right"] <= t["container_right"] + 0.5 for t in printed["tables"]), printed["tables"]
+        assert pdf[:5] == b"%PDF-"
 
 
 def test_a_rerun_within_the_cooldown_asks_mave_nothing(default_run, data_dir):

@@ -268,6 +268,9 @@ def test_notices_judge_the_log_against_the_windows_asked_not_against_today():
     assert len(empty) == 1 and "event log is empty" in empty[0]
     banner = narrative.banner(_results())
     assert "SANDBOX DATA" in banner and "2026-03-17 12:00 to 03-31 12:00 UTC (14.0 days)" in banner
+    live = narrative.banner(_results(mode="live", workspace=HOSTILE_CAMPAIGN))
+    assert "Live data" in live and "SANDBOX" not in live
+    _assert_inert(live, HOSTILE_CAMPAIGN)
 
 
 def test_a_live_log_silent_long_before_the_analysis_is_named_and_a_sandbox_one_is_not():

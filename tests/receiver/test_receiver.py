@@ -347,8 +347,8 @@ def test_sigkill_during_replay_loses_no_acknowledged_event(tmp_path):
 def test_two_receivers_sharing_redis_store_each_event_once():
     from redis_server import MISSING_REASON, RedisServer, redis_available
 
-    from cio_mavera.jobs.retention.pipeline import ReceiverThread
     from cio_mavera.receiver.queues import RedisQueue
+    from cio_mavera.receiver.server import BackgroundReceiver
     from cio_mavera.sandbox.webhooks import replay
 
     if not redis_available():
@@ -358,7 +358,8 @@ def test_two_receivers_sharing_redis_store_each_event_once():
     with RedisServer() as server:
         queues = [RedisQueue(server.url, prefix="two"), RedisQueue(server.url, prefix="two")]
         try:
-            with ReceiverThread(create_app(queues[0], SECRET)) as a, ReceiverThread(create_app(queues[1], SECRET)) as b:
+            with BackgroundReceiver(create_app(queues[0], SECRET)) as a, \
+                    BackgroundReceiver(create_app(queues[1], SECRET)) as b:
                 first = replay(a.url + WEBHOOK_PATH, events[::2], SECRET, concurrency=4)
                 second = replay(b.url + WEBHOOK_PATH, events[1::2], SECRET, concurrency=4)
             assert first["acknowledged"] + second["acknowledged"] == 200

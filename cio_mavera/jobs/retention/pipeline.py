@@ -1,7 +1,7 @@
 """Job 3 in sandbox mode: a real receiver, the signed replay and the worker, end to end on loopback.
 
-`run_sandbox_pipeline` starts the webhook receiver (uvicorn in a background thread on 127.0.0.1, a
-free port, a SQLite queue), replays the sandbox workspace's signed reporting-webhook stream into it,
+`run_sandbox_pipeline` starts the webhook receiver (`receiver.server.BackgroundReceiver`: uvicorn
+with the receiver's connection limits in a background thread on 127.0.0.1, a free port, a SQLite queue), replays the sandbox workspace's signed reporting-webhook stream into it,
 drains the queue with the worker into a parquet event log, and stops. Each run starts from an empty
 queue and log under the sandbox cache, so the replay summary describes this run only. In live mode
 nothing here runs: the notebook reads the event log `cio-mavera webhooks work` wrote.
@@ -10,14 +10,11 @@ nothing here runs: the notebook reads the event log `cio-mavera webhooks work` w
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import uvicorn
 
 from cio_mavera.connect import Connection
 from cio_mavera.customerio.webhooks import webhook_secret_for
@@ -26,6 +23,7 @@ from cio_mavera.jobs.retention.data import PIPELINE_DIR
 from cio_mavera.jobs.retention.parameters import PARAMETERS
 from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
 from cio_mavera.receiver.queues import SqliteQueue
+from cio_mavera.receiver.server import BackgroundReceiver
 from cio_mavera.receiver.worker import drain_once
 from cio_mavera.sandbox.server import shared_sandbox
 from cio_mavera.sandbox.webhooks import generate_events, replay
@@ -38,7 +36,7 @@ DEFAULT_EVENTS: int = PARAMETERS.defaults["events"]
 
 
 class PipelineError(CioMaveraError):
-    """The sandbox receiver could not start or the replay lost events."""
+    """The sandbox replay lost events (a receiver that cannot start raises ReceiverStartError)."""
 
 
 @dataclass
@@ -59,29 +57,8 @@ class PipelineRun:
                 "events_requested": self.events_requested, "seconds": self.seconds}
 
 
-class ReceiverThread:
-    """The receiver app under uvicorn on 127.0.0.1 and a free port, in a daemon thread."""
-
-    def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
-        config = uvicorn.Config(app, host=host, port=0, log_level="warning", access_log=False, lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="cio-mavera-receiver", daemon=True)
-        self.url = ""
-
-    def __enter__(self) -> ReceiverThread:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise PipelineError("the sandbox webhook receiver did not start within 15 s")
-            time.sleep(0.02)
-        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
+# The name this module used to define; the receiver's own background server replaces it.
+ReceiverThread = BackgroundReceiver
 
 
 def run_sandbox_pipeline(conn: Connection, events: int = DEFAULT_EVENTS, seed: int | None = None, *,
@@ -109,7 +86,7 @@ def run_sandbox_pipeline(conn: Connection, events: int = DEFAULT_EVENTS, seed: i
     # A throwaway queue, rebuilt on every run: no fsync per commit (a crash loses nothing worth keeping).
     queue = SqliteQueue(root / "queue" / "webhooks.sqlite3", synchronous="normal")
     try:
-        with ReceiverThread(create_app(queue, secret)) as receiver:
+        with BackgroundReceiver(create_app(queue, secret)) as receiver:
             started = time.perf_counter()
             # The replay runs its own event loop; a thread keeps it clear of Jupyter's running loop.
             with ThreadPoolExecutor(1, thread_name_prefix="cio-mavera-replay") as pool:

@@ -9,8 +9,8 @@
 2. Trigger pass, in a fresh process (its peak RSS is the pass's): `HourlyCounts.update()` from
    nothing (DuckDB over every partition), then what the worker's research loop does each interval:
    the horizon (the last 28 days, cut to whole days holding <= 1,000,000 events) read through DuckDB
-   into pandas, and job 3's trigger statistics (`find_triggers`, unchanged) on it. Enrichment is
-   stood in for by a cluster and plan derived from each cio_id (no Customer.io reads).
+   into pandas, job 3's enrichment (`enrichment.enrich`, with a plan and cluster per cio_id made up
+   here instead of read from Customer.io and job 2) and its trigger statistics (`find_triggers`) on it.
 3. Writes `--new` events of the following day as the worker would (parts of 500 rows, compacted
    every 32 parts), then the incremental pass, in a fresh process: `HourlyCounts.update()` (only the
    days whose files changed), then the same horizon read and trigger statistics.
@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from cio_mavera.eventlog import layout  # noqa: E402
 from cio_mavera.eventlog.query import HourlyCounts  # noqa: E402
@@ -45,13 +46,15 @@ from cio_mavera.eventlog.synthetic import (  # noqa: E402
     write_synthetic_log,
 )
 from cio_mavera.jobs.retention.data import read_recent_events  # noqa: E402
+from cio_mavera.jobs.retention.enrichment import enrich  # noqa: E402
 from cio_mavera.jobs.retention.triggers import find_triggers  # noqa: E402
 
 START = 1_780_000_000 // 86400 * 86400  # a day boundary (2026-05-28)
 HORIZON_DAYS, MAX_EVENTS = 28, 1_000_000  # the research loop's defaults
+CLUSTERS = ("Power users", "Small teams", "Dormant trials", "Growing accounts")
 
 
-def trigger_pass(root: Path) -> dict:
+def trigger_pass(root: Path, max_events: int = MAX_EVENTS) -> dict:
     """One research-loop evaluation without Mave: counts, horizon read, trigger statistics."""
     out: dict = {}
     started = time.perf_counter()
@@ -60,15 +63,15 @@ def trigger_pass(root: Path) -> dict:
     out["counts_days"] = f"{len(update.days_read)} of {update.days_total}"
     out["counts_rows"] = update.rows_read
     mark = time.perf_counter()
-    events = read_recent_events(root, HORIZON_DAYS, MAX_EVENTS)
+    events = read_recent_events(root, HORIZON_DAYS, max_events)
     out["read_s"] = time.perf_counter() - mark
     out["horizon_rows"], out["horizon_days"] = len(events), int(events["day"].nunique())
     mark = time.perf_counter()
-    code = events["cio_id"].str[1:].astype(np.int64) % 4
-    events["cluster"] = code
-    events["cluster_name"] = code.map({0: "Power users", 1: "Small teams", 2: "Dormant trials", 3: "Growing"})
-    events["plan"] = np.where(code < 2, "pro", "free")
-    events["failure_message"] = None
+    people = pd.DataFrame({"cio_id": events["cio_id"].dropna().unique()})
+    code = people["cio_id"].str[1:].astype(np.int64) % 4
+    people["plan"] = np.where(code < 2, "pro", "free")
+    clusters = people[["cio_id"]].assign(cluster=code, cluster_name=code.map(dict(enumerate(CLUSTERS))))
+    events = enrich(events, people, clusters)
     result = find_triggers(events)
     out["stats_s"] = time.perf_counter() - mark
     out["triggers"] = len(result.triggers)
@@ -77,8 +80,9 @@ def trigger_pass(root: Path) -> dict:
     return out
 
 
-def in_child(root: Path) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", str(root)], capture_output=True, text=True,
+def in_child(root: Path, max_events: int) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", str(root), "--max-events", str(max_events)],
+                          capture_output=True, text=True,
                           cwd=ROOT, timeout=1800)
     if done.returncode != 0:
         raise SystemExit(f"pass failed: {done.stderr[-3000:]}")
@@ -111,10 +115,12 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=120, help="days they span (default 120)")
     parser.add_argument("--new", type=int, default=100_000, help="events added before the incremental pass")
     parser.add_argument("--keep", type=Path, default=None, help="write the log here and keep it")
+    parser.add_argument("--max-events", type=int, default=MAX_EVENTS,
+                        help=f"events the trigger horizon may hold (default {MAX_EVENTS:,}, the research loop's)")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(trigger_pass(args.child)))
+        print(json.dumps(trigger_pass(args.child, args.max_events)))
         return
 
     tmp = None if args.keep else tempfile.mkdtemp(prefix="cio-bench-eventlog-")
@@ -131,9 +137,9 @@ def main() -> None:
               f"written in {write_s:.1f} s as {files} parts, compacted into {len(layout.part_files(root))} "
               f"files in {compact_s:.1f} s", flush=True)
 
-        full = in_child(root)
+        full = in_child(root, args.max_events)
         added, parts = add_new_events(root, args.new, START + args.days * 86400)
-        incremental = in_child(root)
+        incremental = in_child(root, args.max_events)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -146,8 +152,8 @@ def main() -> None:
               f"{r['horizon_rows']:>14,} {r['stats_s']:>7.2f} {r['triggers']:>8} {r['total_s']:>7.2f} "
               f"{r['peak_rss_mb']:>11.0f}")
     print(f"\ncounts = HourlyCounts.update() (DuckDB; the incremental pass reads only changed days); horizon = "
-          f"the last {HORIZON_DAYS} days cut to <= {MAX_EVENTS:,} events, read by DuckDB into pandas "
-          f"({full['horizon_days']} days); stats = find_triggers on that frame (not incremental: it reads the "
+          f"the last {HORIZON_DAYS} days cut to <= {args.max_events:,} events, read by DuckDB into pandas "
+          f"({full['horizon_days']} days); stats = enrich + find_triggers on that frame (not incremental: it reads the "
           f"whole horizon each interval). New events written as {parts} worker-sized parts. "
           f"Targets: pass < 60 s and < 2,048 MB; incremental < 5 s.")
 

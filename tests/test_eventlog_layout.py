@@ -14,7 +14,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from cio_mavera.eventlog import layout
+from cio_mavera.eventlog import layout, query
 from cio_mavera.eventlog.layout import SCHEMA, compact, compact_day, part_files, recover
 from cio_mavera.eventlog.query import HourlyCounts, read_events
 from cio_mavera.eventlog.synthetic import synthetic_day, write_synthetic_log
@@ -168,3 +168,19 @@ def test_the_trigger_horizon_keeps_whole_recent_days_within_max_events(log_root)
     assert sorted(read_recent_events(log_root, 28)["day"].unique()) == sorted(per_day)
     assert sorted(read_recent_events(log_root, 1)["day"].unique()) == sorted(per_day)[-1:]
     assert sorted(read_recent_events(log_root, 28, max_events=1)["day"].unique()) == sorted(per_day)[-1:]
+
+
+def test_a_read_that_races_a_compaction_lists_the_files_again(log_root, monkeypatch):
+    expected = sorted(read_event_log(log_root)["event_id"])
+    real, calls = query._deduplicated, []
+
+    def compacted_after_listing(root, chosen):
+        sql = real(root, chosen)
+        if not calls:  # another process compacts right after this reader listed the parts
+            compact(root)
+        calls.append(sql)
+        return sql
+
+    monkeypatch.setattr(query, "_deduplicated", compacted_after_listing)
+    assert sorted(read_events(log_root)["event_id"]) == expected
+    assert len(calls) == 2

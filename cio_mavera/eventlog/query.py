@@ -37,6 +37,7 @@ __all__ = ["AGGREGATES_DIR", "HourlyCounts", "UpdateResult", "duckdb_connection"
 
 AGGREGATES_DIR = "_aggregates"
 DEFAULT_MEMORY_LIMIT = "1GB"
+_ATTEMPTS = 3
 _HOURLY_SCHEMA = pa.schema([("day", pa.string()), ("hour", pa.int64()), ("source", pa.string()),
                             ("channel", pa.string()), ("metric", pa.string()), ("events", pa.int64())])
 
@@ -112,6 +113,22 @@ def read_events(event_log_dir: str | Path, *, since: float | None = None, until:
     failure_message from it; the rest is most of the log's bytes), False none.
     """
     root = Path(event_log_dir)
+    owned = con is None
+    con = con or duckdb_connection()
+    try:
+        for _ in range(_ATTEMPTS - 1):
+            try:
+                return _read_events(con, root, since, until, payload)
+            except duckdb.IOException:  # a compaction removed a listed part meanwhile: list again
+                continue
+        return _read_events(con, root, since, until, payload)
+    finally:
+        if owned:
+            con.close()
+
+
+def _read_events(con: duckdb.DuckDBPyConnection, root: Path, since: float | None, until: float | None,
+                 payload: bool | Literal["bounces"]) -> pd.DataFrame:
     empty = pd.DataFrame({name: pd.Series(dtype=object) for name in [*SCHEMA.names, "day"]})
     chosen = _days_between(root, since, until)
     source = _deduplicated(root, chosen)
@@ -129,14 +146,7 @@ def read_events(event_log_dir: str | Path, *, since: float | None = None, until:
     where = " AND ".join(b for b in bounds if b) or "TRUE"
     order = " ORDER BY filename, file_row_number" if _has_backfill(root) else ""
     sql = f"SELECT {', '.join(columns)} FROM ({source}) WHERE {where}{order}"
-    owned = con is None
-    con = con or duckdb_connection()
-    try:
-        table = arrow_table(con.sql(sql))
-    finally:
-        if owned:
-            con.close()
-    return table.to_pandas()
+    return arrow_table(con.sql(sql)).to_pandas()
 
 
 # --- hourly counts, incrementally -------------------------------------------------------------
@@ -208,11 +218,9 @@ class HourlyCounts:
             con = duckdb_connection(memory_limit=self.memory_limit, ordered=False)
             try:
                 for day in chosen:  # a day at a time: memory stays bounded by a day's groups
-                    source = _deduplicated(self.root, [day])
-                    if source is None:
+                    table = self._aggregate(con, day)
+                    if table is None:
                         continue
-                    table = arrow_table(con.sql(_HOURLY_SQL.format(source=source)))
-                    table = table.cast(_HOURLY_SCHEMA)
                     rows += int(pc.sum(table.column("events")).as_py() or 0)
                     with atomic_path(self.store / f"day={day}" / "counts.parquet", fsync=False) as tmp:
                         pq.write_table(table, tmp)
@@ -222,6 +230,18 @@ class HourlyCounts:
             (self.store / f"day={gone}" / "counts.parquet").unlink(missing_ok=True)
         atomic_write(self._state_path(), json.dumps(current, sort_keys=True), fsync=False)
         return UpdateResult(chosen, len(all_days), rows, round(time.perf_counter() - started, 3))
+
+    def _aggregate(self, con: duckdb.DuckDBPyConnection, day: str) -> pa.Table | None:
+        for attempt in range(_ATTEMPTS):
+            source = _deduplicated(self.root, [day])
+            if source is None:
+                return None
+            try:
+                return arrow_table(con.sql(_HOURLY_SQL.format(source=source))).cast(_HOURLY_SCHEMA)
+            except duckdb.IOException:  # a compaction removed a listed part meanwhile: list again
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        return None  # not reached: the last attempt returns or raises
 
     def frame(self, *, since: float | None = None, until: float | None = None) -> pd.DataFrame:
         """The stored hourly counts (optionally for hours in [since, until)) as a DataFrame."""

@@ -3,7 +3,8 @@ in the kernel; results.json holds the planted spike (campaign and audience) with
 code-free self-contained report that opens with the banner, the summary (key numbers with intervals, what to
 do next) and what changed, names the spike alike everywhere, highlights it in the tables and reads at
 1280 px in chromium; a re-run within the cooldown spends nothing and says what changed since the first run;
-nbval (lax) runs the template; in one kept kernel (as in JupyterLab) a changed window re-runs from its step."""
+nbval (lax) runs the template; in one kept kernel (as in JupyterLab) a changed window re-runs from its step;
+a live run on a workspace whose campaign names and attribute values carry markup keeps them as text."""
 
 from __future__ import annotations
 
@@ -26,8 +27,15 @@ from notebook_checks import (
     run_nbval,
 )
 
+from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
+from cio_mavera.receiver.queues import SqliteQueue
+from cio_mavera.receiver.server import BackgroundReceiver
+from cio_mavera.receiver.worker import drain_once
 from cio_mavera.reports import NOTEBOOKS_DIR, PROJECT_ROOT, RunResult, notebook_parameters, run_job
-from cio_mavera.sandbox.workspace import generate_workspace
+from cio_mavera.sandbox.server import start_sandbox
+from cio_mavera.sandbox.webhooks import generate_events, replay
+from cio_mavera.sandbox.workspace import World, generate_workspace
+from cio_mavera.sandbox.workspace.catalog import HOSTILE_CAMPAIGN
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
@@ -134,22 +142,28 @@ def test_report_opens_with_banner_summary_and_what_changed_and_names_the_spike_a
     assert "twilio" not in text.lower() and "0.0e+00" not in text and "adjusted p = 0 " not in text
     assert "pro, business, enterprise" in text and "['pro'" not in text  # plain parameters
     if chromium_binary() is not None:
-        images = len(soup.find_all("img"))
-        with HeadlessChromium(chromium_binary(), tmp_path / "chromium") as browser:
-            browser.open(default_run.report.as_uri(), width=1280, height=900)
-            layout = browser.layout()
-            foreign = browser.evaluate(
-                "document.querySelectorAll('script, img:not([src^=\"data:image/png\"])').length")
-            # As printed on A4: no table, chart or line wider than the page, and a PDF comes out.
-            browser.open(default_run.report.as_uri(), width=A4_PRINT_WIDTH_PX, height=1100, media="print")
-            printed = browser.layout()
-            pdf = browser.pdf(tmp_path / "retention-research.pdf").read_bytes()
-        assert layout["scroll_width"] <= 1280 and layout["sticking_out"] == [], layout["sticking_out"]
-        assert layout["images"] == images >= 4 and layout["undecoded"] == [] and foreign == 0
-        assert all(c["right"] <= 1280 and c["height"] <= 900 for c in layout["charts"]), layout["charts"]
-        assert printed["scroll_width"] <= A4_PRINT_WIDTH_PX and printed["sticking_out"] == []
-        assert all(t["right"] <= t["container_right"] + 0.5 for t in printed["tables"]), printed["tables"]
-        assert pdf[:5] == b"%PDF-"
+        _reads_at_1280_and_prints(default_run.report, tmp_path)
+
+
+def _reads_at_1280_and_prints(report: Path, tmp_path: Path) -> None:
+    """In chromium at 1280 px: nothing sticks out sideways, every chart decodes and fits the screen,
+    nothing foreign (a script, an image that is not one of the report's charts); printed on A4: no
+    table, chart or line wider than the page, and a PDF comes out."""
+    images = len(BeautifulSoup(report.read_text(), "html.parser").find_all("img"))
+    with HeadlessChromium(chromium_binary(), tmp_path / "chromium") as browser:
+        browser.open(report.as_uri(), width=1280, height=900)
+        layout = browser.layout()
+        foreign = browser.evaluate(
+            "document.querySelectorAll('script, img:not([src^=\"data:image/png\"])').length")
+        browser.open(report.as_uri(), width=A4_PRINT_WIDTH_PX, height=1100, media="print")
+        printed = browser.layout()
+        pdf = browser.pdf(tmp_path / "retention-research.pdf").read_bytes()
+    assert layout["scroll_width"] <= 1280 and layout["sticking_out"] == [], layout["sticking_out"]
+    assert layout["images"] == images >= 4 and layout["undecoded"] == [] and foreign == 0
+    assert all(c["right"] <= 1280 and c["height"] <= 900 for c in layout["charts"]), layout["charts"]
+    assert printed["scroll_width"] <= A4_PRINT_WIDTH_PX and printed["sticking_out"] == []
+    assert all(t["right"] <= t["container_right"] + 0.5 for t in printed["tables"]), printed["tables"]
+    assert pdf[:5] == b"%PDF-"
 
 
 def test_a_rerun_within_the_cooldown_asks_mave_nothing(default_run, data_dir):
@@ -230,3 +244,52 @@ def test_jupyterlab_rerun_after_changing_the_window_needs_no_restart(tmp_path):
     assert (after["spent"] > before["spent"]) == any(after["statuses"][k] == "asked" for k in new)
     shown = "".join(o.get("data", {}).get("text/html", "") for o in rerun if o["type"] == "display_data")
     assert "cio-summary" in shown and "SANDBOX DATA" in shown and "window_hours" in shown
+
+
+# ---- hostile names: Customer.io campaign names and attribute values in a live report ---------------
+
+
+def test_hostile_campaign_names_and_attribute_values_stay_text_in_a_live_report(tmp_path):
+    """A live run against a sandbox whose campaign names and attribute values carry markup: the
+    event log is filled as `webhooks serve` + `webhooks work` would, then the report is rendered."""
+    world = World().with_knobs({"campaigns.hostile_copy": True, "customers.hostile_values": True})
+    server = start_sandbox(seed=7, customers=5000, end=END, world=world)
+    data = tmp_path / "data"
+    try:
+        queue = SqliteQueue(tmp_path / "queue.sqlite3")
+        try:
+            with BackgroundReceiver(create_app(queue, "whsec-test")) as receiver:
+                stream = generate_events(server.state.workspace, 12000, seed=7)
+                summary = replay(receiver.url + WEBHOOK_PATH, stream, "whsec-test")
+            assert summary["failed"] == 0
+            drain_once(queue, data / "events")
+        finally:
+            queue.close()
+        run = run_job("retention-research", {}, out_dir=tmp_path / "reports",
+                      environment={**server.env(), "CIO_MAVERA_MODE": "live", "CIO_MAVERA_DATA_DIR": str(data)})
+    finally:
+        server.stop()
+    results = json.loads(run.results.read_text())
+    spike = results["triggers"][0]
+    assert HOSTILE_CAMPAIGN in spike["campaign_name"]
+    soup, text = _texts(run.report.read_text())
+    assert "Live data" in text and "SANDBOX DATA" not in text
+    assert soup.find_all("script") == [] and soup.find_all("iframe") == []
+    assert {img["src"][:22] for img in soup.find_all("img")} == {"data:image/png;base64,"}
+    assert not [t.name for t in soup.find_all(True) if any(a.lower().startswith("on") for a in t.attrs)]
+    links = [a.get("href", "") for a in soup.find_all("a")]
+    assert not [h for h in links if h.strip().lower().startswith(("javascript:", "vbscript:"))]
+    made = {("b", "bold"), ("strong", "bold"), ("a", "link"), ("a", "pro"), ("a", "x")}
+    assert not [t for t in soup.find_all(True) if (t.name, t.get_text(strip=True).lower()) in made]
+    # ... and the names are still there to read, exactly as Customer.io holds them.
+    assert text.count(HOSTILE_CAMPAIGN) >= 5
+    # Hostile plan levels define clusters, so they are in the audiences' names (the spike's too).
+    audiences = list(results["enrichment"]["clusters"]["profiles"].values())
+    for piece in ("<script>", "**bold**", "$x^2$", "javascript:", "onerror"):
+        assert piece in " ".join(audiences), piece
+    assert spike["cluster_name"] in audiences and "<script>" in spike["cluster_name"]
+    for name in audiences:
+        assert name in text, name  # the audience table and chart sentence, as text
+    assert text.count(spike["cluster_name"]) >= 5
+    if chromium_binary() is not None:
+        _reads_at_1280_and_prints(run.report, tmp_path)

@@ -153,6 +153,18 @@ def test_summary_opens_with_3_to_5_key_numbers_with_intervals_and_hostile_names_
     assert "74 messages" in decisions[0] and "about 3 day(s)" in decisions[0]
 
 
+def test_without_a_spike_the_summary_still_shows_three_numbers_with_intervals_and_says_so():
+    results = _results(triggers=[])
+    soup = _assert_inert(narrative.summary(results))
+    keys = soup.select(".cio-key")
+    assert [k.select_one(".cio-key-label").get_text() for k in keys] == [
+        "Spikes found", "Opt-out rate, all campaigns", "Webhook events analysed"]
+    assert all(k.select_one(".cio-key-uncertainty") for k in keys)
+    assert narrative.decisions(results)[0].startswith("Nothing spiked")
+    assert narrative.spikes_sentence(results).startswith("**No spike found.**")
+    assert narrative.briefs_markdown([]) == "No spike, so no research was requested."
+
+
 def test_a_whole_campaign_spike_counts_all_recipients_and_names_its_audience_apart():
     whole = _trigger(series="all recipients")
     assert labels.tested_audience(whole) == f"all recipients (most opt-outs in {HOSTILE_AUDIENCE})"

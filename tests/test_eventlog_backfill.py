@@ -29,7 +29,8 @@ def conn(sandbox, connection: Connection) -> Connection:
 
 
 def _backfill(conn: Connection, root: Path, **options):
-    return backfill_deliveries(conn, root, poll=FAST, **{"days": 30, "campaign_ids": [11, 16], **options})
+    return backfill_deliveries(conn, root, poll=FAST, **{"days": 30, "campaign_ids": [11, 16], "newsletter_ids": [],
+                                                        **options})
 
 
 def webhook(event_id: str, delivery_id: str, metric: str, timestamp: int, campaign_id: int = 11) -> QueuedEvent:
@@ -118,6 +119,17 @@ def test_webhooks_backfill_command_reports_what_it_added(make_sandbox, tmp_path,
     monkeypatch.setenv("CIO_MAVERA_DATA_DIR", str(tmp_path / "data"))
     assert main(["webhooks", "backfill", "--days", "10", "--until", END.isoformat(), "--campaign", "11"]) == 0
     err = capsys.readouterr().err
-    assert "campaign 11:" in err and "backfilled " in err and "1 campaign(s)" in err
+    assert "campaign 11:" in err and "backfilled " in err and "1 campaign(s) and 0 newsletter(s)" in err
     frame = read_event_log(tmp_path / "data" / "events")
     assert len(frame) > 0 and set(frame["campaign_id"]) == {11}
+
+
+def test_newsletters_are_backfilled_too_so_churn_sees_every_send(conn, tmp_path):
+    root = tmp_path / "events"
+    result = backfill_deliveries(conn, root, days=60, until=UNTIL, campaign_ids=[], poll=FAST)
+    assert result.newsletters and result.written > 0
+    assert set(result.exports) == {f"newsletter {n}" for n in result.newsletters}
+    frame = read_event_log(root)
+    assert frame["newsletter_id"].notna().all() and frame["campaign_id"].isna().all()
+    delivered = cohorts.deliveries(frame.assign(cluster=None, cluster_name=None, plan=None))
+    assert delivered["source"].str.startswith("newsletter:").all()

@@ -80,14 +80,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     work.set_defaults(handler=work_command)
 
     backfill = sub.add_parser("backfill", help="fill the event log with delivery history from Customer.io "
-                              "deliveries exports (one per campaign), for the days before the receiver started")
+                              "deliveries exports (one per campaign and newsletter), for the days before the "
+                              "receiver started")
     backfill.add_argument("--days", type=float, default=90.0, metavar="N",
                           help="days of history before --until (default 90; Customer.io exports at most 12 months)")
     backfill.add_argument("--until", default=None, metavar="TIME",
                           help="end of the period, ISO date/time or unix seconds (default: the earliest webhook in "
                                "the log, i.e. when the receiver started; now if the log is empty)")
     backfill.add_argument("--campaign", type=int, action="append", default=None, metavar="ID",
-                          help="backfill only this campaign (repeatable; default: every campaign)")
+                          help="backfill this campaign (repeatable; default: every campaign and newsletter)")
+    backfill.add_argument("--newsletter", type=int, action="append", default=None, metavar="ID",
+                          help="backfill this newsletter (repeatable; with --campaign only, none)")
     backfill.set_defaults(handler=backfill_command)
 
     dead = sub.add_parser("dead-letters", help="list or replay signed bodies the receiver or worker could not use")
@@ -177,13 +180,15 @@ def backfill_command(args: argparse.Namespace) -> int:
     print(f"backfilling {events} with {args.days:g} days of deliveries exports ({conn.describe()})",
           file=sys.stderr, flush=True)
 
-    def progress(campaign: int, deliveries: int, written: int) -> None:
-        print(f"  campaign {campaign}: {deliveries} deliveries, {written} new events", file=sys.stderr, flush=True)
+    def progress(source: str, deliveries: int, written: int) -> None:
+        print(f"  {source}: {deliveries} deliveries, {written} new events", file=sys.stderr, flush=True)
 
-    result = backfill_deliveries(conn, events, days=args.days, until=until, campaign_ids=args.campaign,
-                                 on_campaign=progress)
+    chosen = args.campaign is not None or args.newsletter is not None
+    result = backfill_deliveries(conn, events, days=args.days, until=until,
+                                 campaign_ids=args.campaign or ([] if chosen else None),
+                                 newsletter_ids=args.newsletter or ([] if chosen else None), on_source=progress)
     print(f"backfilled {result.written} events from {result.deliveries} deliveries of {len(result.campaigns)} "
-          f"campaign(s), {_when(result.start)} to {_when(result.until)} UTC, in {result.seconds:.1f} s; "
+          f"campaign(s) and {len(result.newsletters)} newsletter(s), {_when(result.start)} to {_when(result.until)} UTC, in {result.seconds:.1f} s; "
           f"{result.already_reported} already reported by webhooks, {result.outside_period} outside the period"
           + (f", {result.dead} not storable" if result.dead else ""), file=sys.stderr)
     return 0

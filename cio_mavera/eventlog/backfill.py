@@ -1,7 +1,7 @@
 """Delivery history for job 3: Customer.io deliveries exports backfill the event log before the receiver.
 
 The receiver only sees what happens after it starts, so a first retention report would have no
-baseline. A deliveries export (reference §3.9, one per campaign) lists each delivery with the time
+baseline. A deliveries export (reference §3.9, one per campaign and per newsletter) lists each delivery with the time
 it reached each metric (sent, delivered, opened, ..., unsubscribed, spammed); `backfill_deliveries`
 turns every reached metric into one log row shaped like the webhook Customer.io would have sent,
 for the period `[until - days, until)`. `until` defaults to the earliest webhook in the log (the
@@ -67,13 +67,14 @@ class BackfillResult:
     start: int
     until: int
     campaigns: list[int]
+    newsletters: list[int] = field(default_factory=list)
     deliveries: int = 0
     events_read: int = 0
     written: int = 0
     already_reported: int = 0  # (delivery_id, metric) pairs a webhook already reported
     outside_period: int = 0  # metric times at or after `until` (the receiver's) or before `start`
     dead: int = 0  # rows the log could not store (logged)
-    exports: dict[int, int] = field(default_factory=dict)  # campaign -> export id
+    exports: dict[str, int] = field(default_factory=dict)  # "campaign 7" / "newsletter 3" -> export id
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,14 +179,17 @@ def _record(root: Path, run: dict[str, Any]) -> None:
 
 def backfill_deliveries(conn: Connection, event_log_dir: str | Path, *, days: float = 90,
                         until: float | None = None, campaign_ids: Sequence[int] | None = None,
+                        newsletter_ids: Sequence[int] | None = None,
                         poll: PollPolicy | None = None, client: AppClient | None = None,
-                        on_campaign: Callable[[int, int, int], None] | None = None,
+                        on_source: Callable[[str, int, int], None] | None = None,
                         clock: Callable[[], float] = time.time) -> BackfillResult:
     """Backfill the event log with `days` of delivery history before `until`; returns what it did.
 
-    `until` (unix seconds) defaults to the earliest webhook in the log, else now; `campaign_ids`
-    to every campaign of the workspace (one deliveries export each). `on_campaign(campaign_id,
-    deliveries, written)` reports progress after each export.
+    `until` (unix seconds) defaults to the earliest webhook in the log, else now. One deliveries
+    export per campaign and per newsletter: `campaign_ids` / `newsletter_ids` default to all of the
+    workspace's (an empty list: none), so job 3's churn family sees newsletters' sends in the backfilled
+    period as it does in the webhooks'. `on_source("campaign 7", deliveries, written)` reports
+    progress after each export.
     """
     if days <= 0:
         raise InvalidParameter(f"days must be positive, got {days}")
@@ -198,47 +202,51 @@ def backfill_deliveries(conn: Connection, event_log_dir: str | Path, *, days: fl
     owned = client is None
     app = client or AppClient(conn)
     try:
-        ids = [int(c) for c in (campaign_ids if campaign_ids is not None
-                                else datasets.campaigns(conn, client=app)["campaign_id"])]
-        result = BackfillResult(start=start, until=end, campaigns=ids)
+        campaigns = [int(c) for c in (campaign_ids if campaign_ids is not None
+                                      else datasets.campaigns(conn, client=app)["campaign_id"])]
+        newsletters = [int(n) for n in (newsletter_ids if newsletter_ids is not None
+                                        else [item["id"] for item in app.newsletters()])]
+        result = BackfillResult(start=start, until=end, campaigns=campaigns, newsletters=newsletters)
+        sources = [("campaign_id", c) for c in campaigns] + [("newsletter_id", n) for n in newsletters]
         run_id = f"{start}-{end}"
-        _record(root, {"id": run_id, "start": start, "until": end, "campaigns": ids, "status": "running"})
+        described = {"id": run_id, "start": start, "until": end, "campaigns": campaigns, "newsletters": newsletters}
+        _record(root, {**described, "status": "running"})
         reported = _webhook_pairs(root, start, end)
         event_log = EventLog(root, compact_after=0)  # compacted once at the end
         cache = Cache(conn.cache_dir)
-        entries = {c: cache.entry("deliveries_export", {"campaign_id": c, "start": start, "end": end},
-                                  EXPORT_SCHEMA_VERSION) for c in ids}
-        for campaign, entry in entries.items():  # ask for every export first: Customer.io writes them meanwhile
-            _ask(app, entry, campaign, start, end)
-        for campaign, entry in entries.items():
+        entries = {source: cache.entry("deliveries_export", {source[0]: source[1], "start": start, "end": end},
+                                       EXPORT_SCHEMA_VERSION) for source in sources}
+        for source, entry in entries.items():  # ask for every export first: Customer.io writes them meanwhile
+            _ask(app, entry, source, start, end)
+        for (owner, owner_id), entry in entries.items():
+            label = f"{owner.removesuffix('_id')} {owner_id}"
             with entry.lock():
-                done = export_into_cache(app, entry, lambda c=campaign: app.exports.deliveries(
-                    campaign_id=c, start=start, end=end), poll=poll)  # picks up the export asked for above
-                result.exports[campaign] = done.id
+                done = export_into_cache(app, entry, lambda o=owner, i=owner_id: app.exports.deliveries(
+                    **{o: i}, start=start, end=end), poll=poll)  # picks up the export asked for above
+                result.exports[label] = done.id
                 before = (result.deliveries, result.written)
                 for name in entry.data_parts():
                     frame = entry.read_part(name)
                     if frame is not None:
                         _append(event_log, frame, result, reported, start, end, clock())
-            if on_campaign is not None:
-                on_campaign(campaign, result.deliveries - before[0], result.written - before[1])
+            if on_source is not None:
+                on_source(label, result.deliveries - before[0], result.written - before[1])
         compact(root)
         result.seconds = round(time.perf_counter() - started, 3)
-        _record(root, {"id": run_id, "start": start, "until": end, "campaigns": ids, "status": "done",
-                       "written": result.written, "deliveries": result.deliveries})
+        _record(root, {**described, "status": "done", "written": result.written, "deliveries": result.deliveries})
         return result
     finally:
         if owned:
             app.close()
 
 
-def _ask(app: AppClient, entry: CacheEntry, campaign: int, start: int, end: int) -> None:
-    """Start the campaign's export and note it in its cache entry, as `export_into_cache` would."""
+def _ask(app: AppClient, entry: CacheEntry, source: tuple[str, int], start: int, end: int) -> None:
+    """Start the source's export and note it in its cache entry, as `export_into_cache` would."""
     with entry.lock():
         entry.begin()
         if entry.read_part("export") is not None:  # an unfinished earlier backfill asked already
             return
-        export = app.exports.deliveries(campaign_id=campaign, start=start, end=end)
+        export = app.exports.deliveries(**{source[0]: source[1]}, start=start, end=end)
         entry.write_part("export", pd.DataFrame({"export_id": [export.id], "created_at": [export.created_at]}),
                          kind="export", requests=1)
 

@@ -12,6 +12,8 @@ default 1 s, 60 times as often as the worker's default research interval; `--int
 every batch, the worst case). Each figure is rows
 written to the log over the drain's wall time; the worker runs in this process. Redis runs as a
 throwaway `redis-server` on 127.0.0.1 and a free port (`tests/redis_server.py`), stopped afterwards.
+Last, the backfill's side of the log: `--backfill` deliveries in the shape of a deliveries export
+(string columns, one time per metric reached) turned into log rows (`append_export_frame`).
 Prints figures, asserts nothing. Target (issue 12): the worker stays ahead of the receiver.
 """
 
@@ -30,8 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from redis_server import RedisServer, redis_available  # noqa: E402
 
+from cio_mavera.eventlog.backfill import BackfillResult, append_export_frame  # noqa: E402
 from cio_mavera.eventlog.query import HourlyCounts  # noqa: E402
 from cio_mavera.receiver.queues import WebhookQueue, open_queue  # noqa: E402
 from cio_mavera.receiver.worker import EventLog, process_batch  # noqa: E402
@@ -68,6 +73,25 @@ def drain(queue: WebhookQueue, events_dir: Path, batch: int, interval: float | N
     return written, time.perf_counter() - started, updates
 
 
+def backfill_rate(events_dir: Path, deliveries: int) -> tuple[int, float]:
+    """Export-shaped deliveries into a fresh log, 20,000 rows a part; returns (rows written, seconds)."""
+    rng = np.random.default_rng(0)
+    created = 1_774_000_000 + rng.integers(0, 30 * 86400, deliveries)
+    frame = pd.DataFrame({
+        "delivery_id": [f"D{i}" for i in range(deliveries)], "cio_id": [f"c{i % 5000}" for i in range(deliveries)],
+        "id": [f"u{i % 5000}" for i in range(deliveries)], "email": "a@b.example", "recipient": "a@b.example",
+        "type": "email", "campaign_id": "11", "action_id": "7", "subject": "Hello", "created": created.astype(str),
+        "sent": (created + 60).astype(str), "delivered": (created + 120).astype(str),
+        "opened": np.where(rng.random(deliveries) < 0.3, (created + 3600).astype(str), None),
+        "unsubscribed": np.where(rng.random(deliveries) < 0.01, (created + 7200).astype(str), None)})
+    log = EventLog(events_dir, compact_after=0)
+    result = BackfillResult(0, 2_000_000_000, [11])
+    started = time.perf_counter()
+    for i in range(0, deliveries, 20_000):
+        append_export_frame(log, frame.iloc[i:i + 20_000], result, set(), 0, 2_000_000_000, time.time())
+    return result.written, time.perf_counter() - started
+
+
 def enqueue_all(queue: WebhookQueue, events: list) -> None:
     """Fill a queue directly, as the receiver would (for the second Redis drain)."""
     async def go() -> None:
@@ -84,6 +108,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0,
                         help="seconds between hourly-count updates in the '+ counts' drain (default 1)")
     parser.add_argument("--scenarios", default="sqlite,redis")
+    parser.add_argument("--backfill", type=int, default=50_000, help="export deliveries to backfill (default 50,000)")
     args = parser.parse_args()
     run_scenario = _receiver_bench().run_scenario
 
@@ -129,6 +154,7 @@ def main() -> None:
                         rows.append(("redis", variant, received, *result))
             else:
                 raise SystemExit(f"unknown scenario {scenario}")
+        backfilled, backfill_s = backfill_rate(tmp_path / "events-backfill", args.backfill)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\n{'queue':<7} {'worker':<9} {'receiver accepted/s':>19} {'rows':>7} {'worker s':>8} "
           f"{'worker events/s':>15} {'count updates':>13} {'worker/receiver':>15}")
@@ -137,7 +163,9 @@ def main() -> None:
         print(f"{queue_name:<7} {variant:<9} {received['events_per_s']:>19.0f} {written:>7} {seconds:>8.2f} "
               f"{rate:>15.0f} {updates:>13} {rate / received['events_per_s']:>14.2f}x")
     print(f"\n{args.events} signed sandbox-stream events (its duplicates included: rows = unique event_ids); "
-          f"batches of {args.batch}; '+ counts' updates every {args.interval:g} s and once at the end; peak RSS of this process (worker + client) {peak:.0f} MB")
+          f"batches of {args.batch}; '+ counts' updates every {args.interval:g} s and once at the end")
+    print(f"backfill: {args.backfill:,} export deliveries -> {backfilled:,} log rows in {backfill_s:.2f} s "
+          f"({backfilled / backfill_s:,.0f} events/s); peak RSS of this process (worker + client) {peak:.0f} MB")
 
 
 if __name__ == "__main__":

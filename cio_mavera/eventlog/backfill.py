@@ -45,7 +45,7 @@ from ..receiver.worker import EventLog
 from .layout import BACKFILL_MANIFEST, BACKFILL_PREFIX, compact, day_of, days, part_files
 from .query import duckdb_connection
 
-__all__ = ["BACKFILL_METRICS", "BackfillResult", "backfill_deliveries", "delivery_events", "receiver_start"]
+__all__ = ["BACKFILL_METRICS", "BackfillResult", "append_export_frame", "backfill_deliveries", "delivery_events", "receiver_start"]
 
 log = logging.getLogger("cio_mavera.backfill")
 
@@ -228,7 +228,7 @@ def backfill_deliveries(conn: Connection, event_log_dir: str | Path, *, days: fl
                 for name in entry.data_parts():
                     frame = entry.read_part(name)
                     if frame is not None:
-                        _append(event_log, frame, result, reported, start, end, clock())
+                        append_export_frame(event_log, frame, result, reported, start, end, clock())
             if on_source is not None:
                 on_source(label, result.deliveries - before[0], result.written - before[1])
         compact(root)
@@ -251,8 +251,10 @@ def _ask(app: AppClient, entry: CacheEntry, source: tuple[str, int], start: int,
                          kind="export", requests=1)
 
 
-def _append(event_log: EventLog, frame: pd.DataFrame, result: BackfillResult, reported: set[tuple[str, str]],
-            start: int, end: int, now: float) -> None:
+def append_export_frame(event_log: EventLog, frame: pd.DataFrame, result: BackfillResult,
+                        reported: set[tuple[str, str]], start: int, end: int, now: float) -> None:
+    """Write the events of one part of a deliveries export (string columns) into the log, counting
+    into `result`; pairs in `reported` (webhooks have them) and times outside [start, end) are skipped."""
     rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
     result.deliveries += len(rows)
     batch: list[QueuedEvent] = []

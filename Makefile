@@ -39,9 +39,10 @@ services: ## Install redis-server and chromium if missing (Debian, as root); tes
 demo: setup ## Run every job against the local sandbox and print where the reports are
 	$(BIN)/cio-mavera demo
 
+# One worker per core (at most 4), a whole file each: --dist loadfile keeps a file's module fixtures in one process.
 test: setup services ## Run the whole test suite (unit, sandbox integration, notebooks)
 	$(BIN)/ruff check cio_mavera tests bench
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --numprocesses=auto --maxprocesses=4 --dist loadfile
 
 bench: setup services ## Run the benchmarks in bench/ and print their figures
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

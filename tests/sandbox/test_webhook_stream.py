@@ -13,9 +13,9 @@ from conftest import END
 
 from cio_mavera.customerio.webhooks import parse_event
 from cio_mavera.errors import InvalidParameter
-from cio_mavera.jobs.retention.pipeline import ReceiverThread
 from cio_mavera.receiver.app import WEBHOOK_PATH, create_app
 from cio_mavera.receiver.queues import SqliteQueue
+from cio_mavera.receiver.server import BackgroundReceiver
 from cio_mavera.sandbox.webhooks import generate_events, replay, webhook_stream
 from cio_mavera.sandbox.workspace import World, generate_workspace
 
@@ -222,7 +222,7 @@ def test_replay_signs_each_request_and_summarises(tmp_path: Path):
     events = webhook_stream(seed=3, customers=300, n_events=300, end=END)
     queue = SqliteQueue(tmp_path / "q.sqlite3")
     try:
-        with ReceiverThread(create_app(queue, SECRET)) as server:
+        with BackgroundReceiver(create_app(queue, SECRET)) as server:
             url = server.url + WEBHOOK_PATH
             summary = replay(url, events, SECRET, concurrency=4)
             rejected = replay(url, events[:20], "wrong-secret", concurrency=2)

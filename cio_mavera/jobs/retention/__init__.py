@@ -16,7 +16,7 @@ from cio_mavera.jobs.retention.data import (
     read_event_log,
 )
 from cio_mavera.jobs.retention.enrichment import Enriched, enrich, enrich_events, people_for
-from cio_mavera.jobs.retention.pipeline import PipelineRun, ReceiverThread, run_sandbox_pipeline
+from cio_mavera.jobs.retention.pipeline import PipelineRun, run_sandbox_pipeline
 from cio_mavera.jobs.retention.research import (
     Brief,
     CooldownStore,
@@ -30,7 +30,7 @@ from cio_mavera.jobs.retention.triggers import Trigger, TriggerResult, find_trig
 from cio_mavera.jobs.retention.watch import JOB, ResearchLoop
 
 __all__ = [
-    "JOB", "Brief", "CooldownStore", "Enriched", "PipelineRun", "ReceiverThread", "ResearchLoop",
+    "JOB", "Brief", "CooldownStore", "Enriched", "PipelineRun", "ResearchLoop",
     "Trigger", "TriggerResult", "campaign_names", "campaign_rates", "cluster_rates", "enrich",
     "enrich_events", "event_counts", "event_log_dir", "find_triggers", "load_briefs",
     "load_event_log", "people_for", "read_event_log", "research_dir", "research_prompt",

@@ -28,7 +28,7 @@ from cio_mavera.receiver.worker import drain_once
 from cio_mavera.sandbox.server import shared_sandbox
 from cio_mavera.sandbox.webhooks import generate_events, replay
 
-__all__ = ["DEFAULT_EVENTS", "PipelineRun", "ReceiverThread", "run_sandbox_pipeline"]
+__all__ = ["DEFAULT_EVENTS", "PipelineRun", "run_sandbox_pipeline"]
 
 # Notebook 03's default replay. At 4,000 the planted spike gives about five opt-outs, too few for any
 # test with honest uncertainty on one seed in four; at 12,000 it is found on every seed tried.
@@ -55,10 +55,6 @@ class PipelineRun:
                 "latency_ms", "elapsed_s")
         return {"replay": {k: self.replay.get(k) for k in keep}, "written": self.written,
                 "events_requested": self.events_requested, "seconds": self.seconds}
-
-
-# The name this module used to define; the receiver's own background server replaces it.
-ReceiverThread = BackgroundReceiver
 
 
 def run_sandbox_pipeline(conn: Connection, events: int = DEFAULT_EVENTS, seed: int | None = None, *,

@@ -8,7 +8,10 @@ with the notebook's defaults on the 30 days up to the workspace's end (the last 
 sandbox serves it).
 
 - recall: planted underperforming messages flagged (on any rate);
-- false flagged messages: flagged messages that were not planted, per workspace (mean and max);
+- false flagged messages: flagged messages that were not planted, per workspace (mean and max), and
+  how many of them are truly far out: the message's own generating rate (the truth's
+  `message_rates`) at least `TRULY_WORSE` (40%) worse than a typical message of its channel, i.e.
+  an ordinary message the realistic world's spread happened to draw about as poor as a plant;
 - exact: workspaces whose flagged (message, rate) pairs are exactly `underperformers` + `also_low`;
 - by distance: recall by how far out the plant was (spreads below its channel's typical message in
   the realistic world; every clean plant is 45-55% below a channel whose messages do not differ).
@@ -33,12 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cio_mavera.jobs.campaigns import CampaignData, analyse, resolve_window  # noqa: E402
+from cio_mavera.jobs.campaigns.stats import rate_definition  # noqa: E402
 from cio_mavera.sandbox.workspace import World, generate_workspace  # noqa: E402
+from cio_mavera.sandbox.workspace.campaigns import true_baselines  # noqa: E402
 
 END = dt.datetime(2026, 3, 31, 12, tzinfo=dt.UTC)  # the tests' pinned end: nothing depends on today
 DAYS = 30  # the notebook's default window
 CUSTOMERS = 200  # campaign metrics do not depend on the number of customers
 DISTANCE_BINS = (4.0, 4.5, 5.0, 5.5, 6.0)
+TRULY_WORSE = 0.40  # a false flag whose message's own true rate is this much worse than typical
 HEADERS = ("job 1: world", "seeds", "recall (planted messages flagged)",
            "false flagged messages / workspace (mean, max)", "exact planted set", "recall by distance")
 
@@ -64,13 +70,25 @@ def seed_result(seed: int, world: str) -> dict[str, Any]:
     planted = {p["action_id"] for p in truth["underperformers"]}
     wanted = {(p["action_id"], p["metric"]) for p in truth["underperformers"] + truth["also_low"]}
     messages = {a for a, _ in pairs}
+    false = sorted((a, m) for a, m in pairs if a not in planted)
     return {
         "seed": seed,
         "plants": [{**p, "found": p["action_id"] in messages} for p in truth["underperformer_details"]],
-        "false": sorted((a, m) for a, m in pairs if a not in planted),
+        "false": false,
+        "truly_worse": sorted({a for a, m in false if _true_shortfall(truth, a, m) >= TRULY_WORSE}),
         "exact": pairs == wanted,
         "seconds": seconds,
     }
+
+
+def _true_shortfall(truth: dict, action_id: int, metric: str) -> float:
+    """How much worse the message's own generating rate is than a typical message of its channel."""
+    own = next(r for r in truth["message_rates"] if r["action_id"] == action_id)
+    typical = true_baselines()[own["channel"]][metric]
+    if own[metric] is None or not typical:
+        return float("nan")
+    change = own[metric] / typical - 1.0
+    return -change if rate_definition(metric).higher_is_better else change
 
 
 def evaluate(seeds: list[int], world: str, workers: int = 1) -> dict[str, Any]:
@@ -90,6 +108,7 @@ def evaluate(seeds: list[int], world: str, workers: int = 1) -> dict[str, Any]:
         "recall": float(plants["found"].mean()),
         "false_mean": float(np.mean(false)),
         "false_max": int(max(false)),
+        "truly_worse_mean": float(np.mean([len(r["truly_worse"]) for r in results])),
         "exact_rate": float(np.mean([r["exact"] for r in results])),
         "by_distance": _by_distance(plants),
         "by_channel": {f"{c} {m}": (int(g["found"].sum()), len(g))
@@ -117,7 +136,8 @@ def rows(result: dict[str, Any]) -> list[str]:
     unit = " spreads" if result["world"] != "clean" else ""
     return [result["world"], str(result["seeds"]),
             f"{result['recall']:.0%} ({result['found']}/{result['planted']})",
-            f"{result['false_mean']:.2f}, {result['false_max']}", f"{result['exact_rate']:.0%}",
+            f"{result['false_mean']:.2f}, {result['false_max']} ({result['truly_worse_mean']:.2f} truly "
+            f">= {TRULY_WORSE:.0%} worse)", f"{result['exact_rate']:.0%}",
             distance + unit]
 
 

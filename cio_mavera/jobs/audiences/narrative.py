@@ -179,8 +179,8 @@ def decisions(results: Mapping[str, Any]) -> list[str]:
     return steps[:5]
 
 
-def notices(results: Mapping[str, Any]) -> list[rp.ReportHtml]:
-    """Boxed notes the reader must see before trusting what follows."""
+def notices(results: Mapping[str, Any], now: Any = None) -> list[rp.ReportHtml]:
+    """Boxed notes the reader must see before trusting what follows (`now`: when the report is read; default now)."""
     out = []
     if results["k"] == 1:
         out.append(rp.notice("No clear structure: no number of clusters passed the checks, so the "
@@ -195,7 +195,8 @@ def notices(results: Mapping[str, Any]) -> list[rp.ReportHtml]:
         out.append(rp.notice(f"{len(skipped)} persona(s) were not created because the credit "
                              f"budget ran out: {', '.join(skipped)}. Their cards have no answer."))
     pulled = results["audience"].get("pulled_at")
-    age = pd.Timestamp.now(tz="UTC") - pd.Timestamp(pulled) if pulled else None
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    age = now - pd.Timestamp(pulled) if pulled else None
     if age is not None and age > STALE_AFTER:
         out.append(rp.notice(f"The customer data was pulled {age.days:,} days ago and read from "
                              "the cache: run again with -p refresh true for today's attributes."))

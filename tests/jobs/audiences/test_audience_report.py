@@ -112,8 +112,11 @@ def test_top_block_cards_and_next_steps_keep_hostile_names_and_answers_as_text()
         _assert_inert(box)
     assert any("moderate" in box for box in narrative.notices(results))
     assert not any("days ago" in box for box in narrative.notices(results))
-    old = {**results, "audience": {**results["audience"], "pulled_at": "2020-01-01T00:00:00+00:00"}}
-    assert any("refresh true" in box for box in narrative.notices(old))
+    read_at = pd.Timestamp("2026-03-31T12:00:00+00:00")
+    for days, stale in ((6, False), (8, True)):
+        pulled = {**results, "audience": {**results["audience"],
+                                          "pulled_at": (read_at - pd.Timedelta(days=days)).isoformat()}}
+        assert any("refresh true" in box for box in narrative.notices(pulled, now=read_at)) is stale
     decisions = narrative.decisions(results)
     assert any("max_credits 900" in d for d in decisions)  # one skipped persona, 300 more
     assert any("Low seats" in d and "3.0%" in d for d in decisions)  # a small cluster to check

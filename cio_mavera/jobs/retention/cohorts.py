@@ -32,11 +32,15 @@ _SOURCE_COLUMNS = (("campaign_id", "campaign"), ("newsletter_id", "newsletter"),
 
 def is_hard_bounce(object_type: pd.Series, metric: pd.Series, failure_message: pd.Series) -> pd.Series:
     """True for permanent delivery failures: bad mailboxes (email) and invalid device tokens (push)."""
-    bounced = metric.eq("bounced")
-    text = failure_message.fillna("").astype(str)
-    email_hard = object_type.eq("email") & text.str.contains(_HARD_BOUNCE, case=False, regex=True)
-    push_hard = object_type.eq("push")  # §5.4: a push bounce means at least one invalid token
-    return bounced & (email_hard | push_hard)
+    bounced = metric.eq("bounced").to_numpy()
+    hard = np.zeros(len(bounced), bool)
+    if bounced.any():  # only bounces can be hard: the message text is read for those alone
+        kind = object_type[bounced]
+        text = failure_message[bounced].fillna("").astype(str)
+        email_hard = kind.eq("email") & text.str.contains(_HARD_BOUNCE, case=False, regex=True)
+        push_hard = kind.eq("push")  # §5.4: a push bounce means at least one invalid token
+        hard[bounced] = (email_hard | push_hard).to_numpy()
+    return pd.Series(hard, index=metric.index)
 
 
 def valuable(events: pd.DataFrame, plans: Iterable[str]) -> pd.Series:
@@ -50,13 +54,17 @@ def valuable(events: pd.DataFrame, plans: Iterable[str]) -> pd.Series:
 
 def _source(events: pd.DataFrame) -> pd.Series:
     """`campaign:<id>`, `newsletter:<id>`, `broadcast:<id>` or `<channel>:unattributed` per event."""
-    out = events["object_type"].fillna("unknown").astype(str) + ":unattributed"
+    channel = events["object_type"].fillna("unknown").astype(str)
+    codes, channels = pd.factorize(channel)  # a label per distinct value, not per row
+    out = np.array([f"{c}:unattributed" for c in channels], dtype=object)[codes]
     for column, kind in reversed(_SOURCE_COLUMNS):  # a campaign id wins over the others
         if column in events:
             ids = pd.to_numeric(events[column], errors="coerce")
-            has = ids.notna()
-            out = out.where(~has, kind + ":" + ids.fillna(0).astype("int64").astype(str))
-    return out
+            has = ids.notna().to_numpy()
+            if has.any():
+                values, which = np.unique(ids[has].astype("int64").to_numpy(), return_inverse=True)
+                out[has] = np.array([f"{kind}:{v}" for v in values], dtype=object)[which.ravel()]
+    return pd.Series(out, index=events.index, name=channel.name, dtype=object)
 
 
 def deliveries(events: pd.DataFrame) -> pd.DataFrame:
@@ -65,11 +73,13 @@ def deliveries(events: pd.DataFrame) -> pd.DataFrame:
                "sent_at", "delivered_at"]
     if "delivery_id" not in events or events.empty:
         return pd.DataFrame(columns=columns)
-    steps = events[events["metric"].isin(("sent", "delivered", "bounced")) & events["delivery_id"].notna()]
+    used = ["delivery_id", "timestamp", "metric", "object_type", "campaign_id", "cio_id", "cluster", "cluster_name",
+            "plan", *(c for c, _ in _SOURCE_COLUMNS[1:] if c in events)]
+    steps = events.loc[events["metric"].isin(("sent", "delivered", "bounced")) & events["delivery_id"].notna(), used]
     if steps.empty:
         return pd.DataFrame(columns=columns)
-    steps = steps.assign(source=_source(steps))
     first = steps.sort_values("timestamp").drop_duplicates("delivery_id")
+    first = first.assign(source=_source(first))
     out = first.set_index("delivery_id")[["source", "campaign_id", "object_type", "cio_id", "cluster",
                                           "cluster_name", "plan"]].rename(columns={"object_type": "channel"})
     for metric, name in (("sent", "sent_at"), ("delivered", "delivered_at")):

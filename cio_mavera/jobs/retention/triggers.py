@@ -275,6 +275,8 @@ def _frame(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     return frame
 
 
+_USED_COLUMNS = ("object_type", "metric", "timestamp", "campaign_id", "newsletter_id", "broadcast_id", "delivery_id",
+                 "cio_id", "failure_message", "plan", "cluster", "cluster_name")
 _TEST_COLUMNS = ["kind", "key", "series", "campaign_id", "cluster", "cluster_name", "metric", "window_start",
                  "window_end", "count", "exposure", "expected", "extra_variance", "baseline", "p_value", "p_min"]
 
@@ -426,7 +428,8 @@ def find_triggers(events: pd.DataFrame, *, window_hours: float = 24, step_hours:
                           "day-to-day over-dispersion",
                   "floors": {"source_cv": baselines.SOURCE_CV_FLOOR, "audience_cv": baselines.AUDIENCE_CV_FLOOR,
                              "day_cv": baselines.DAY_CV_FLOOR}}
-    events = events[events["timestamp"].notna()].copy()
+    used = [c for c in _USED_COLUMNS if c in events]  # the statistics read only these: copy nothing else
+    events = events.loc[events["timestamp"].notna(), used].copy()
     for column in ("campaign_id", "cluster", "cluster_name", "plan", "delivery_id", "object_type"):
         if column not in events:
             events[column] = pd.Series(None, index=events.index, dtype=object)

@@ -121,28 +121,35 @@ class Family:
         return k, x
 
 
-def _stratum(frame: pd.DataFrame) -> pd.Series:
-    return pd.Series(list(zip(frame["source"].astype(str), frame["channel"].astype(str), strict=True)),
-                     index=frame.index, dtype=object)
+def _stratum(frame: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+    """(source, channel) per row, and the same as text (the burst check's key); built once per distinct pair."""
+    source_codes, sources = pd.factorize(frame["source"].astype(str))
+    channel_codes, channels = pd.factorize(frame["channel"].astype(str))
+    codes, pairs = pd.factorize(source_codes.astype(np.int64) * max(len(channels), 1) + channel_codes)
+    strata = np.empty(len(pairs), dtype=object)
+    for i, pair in enumerate(pairs):
+        strata[i] = (sources[pair // len(channels)], channels[pair % len(channels)])
+    text = np.array([str(s) for s in strata], dtype=object)
+    return pd.Series(strata[codes], index=frame.index, dtype=object), text[codes]
 
 
 def _make_family(kind: str, metric: str, exposure: pd.DataFrame, hits: pd.DataFrame) -> Family:
     """Time classes, bursts, the time-effect check and exposure weights, then the family's cells."""
-    exposure = exposure.assign(stratum=_stratum(exposure)) if len(exposure) else \
-        exposure.assign(stratum=pd.Series(dtype=object))
-    hits = hits.assign(stratum=_stratum(hits)) if len(hits) else hits.assign(stratum=pd.Series(dtype=object))
+    exposure_strata, exposure_keys = _stratum(exposure)
+    hit_strata, hit_keys = _stratum(hits)
+    exposure = exposure.assign(stratum=exposure_strata)
+    hits = hits.assign(stratum=hit_strata)
     for frame in (exposure, hits):
         frame["how"] = hour_of_week_class(frame["time"].to_numpy()) if len(frame) else 0
-    reference = exposure[exposure["counted"]]
-    keys = exposure["stratum"].astype(str).to_numpy()
-    exposure["burst"] = burst_flags(keys, exposure["time"].to_numpy(), reference["stratum"].astype(str).to_numpy(),
-                                    reference["time"].to_numpy()) if len(exposure) else False
-    hits["burst"] = burst_flags(hits["stratum"].astype(str).to_numpy(), hits["time"].to_numpy(),
-                                reference["stratum"].astype(str).to_numpy(), reference["time"].to_numpy()) \
+    counted = exposure["counted"].to_numpy(bool)
+    reference_keys, reference_times = exposure_keys[counted], exposure["time"].to_numpy()[counted]
+    exposure["burst"] = burst_flags(exposure_keys, exposure["time"].to_numpy(), reference_keys, reference_times) \
+        if len(exposure) else False
+    hits["burst"] = burst_flags(hit_keys, hits["time"].to_numpy(), reference_keys, reference_times) \
         if len(hits) else False
     exposure["weight"] = 1.0
-    strata = sorted(set(exposure["stratum"]) | set(hits["stratum"]))
-    groups = sorted({int(g) for g in pd.concat([exposure["group"], hits["group"]]).dropna()})
+    strata = sorted(set(exposure_strata.unique()) | set(hit_strata.unique()))
+    groups = sorted({int(g) for g in pd.concat([exposure["group"], hits["group"]]).dropna().unique()})
     return Family(kind, metric, exposure, hits, strata, groups, TimeEffects(len(hits)))
 
 

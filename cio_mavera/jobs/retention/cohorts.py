@@ -14,12 +14,12 @@ Sources: a campaign (`campaign:<id>`), a newsletter (`newsletter:<id>`), an API-
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["CHURN_METRICS", "OPT_OUT_METRICS", "deliveries", "is_hard_bounce", "outcomes", "valuable"]
+__all__ = ["CHURN_METRICS", "OPT_OUT_METRICS", "deliveries", "is_hard_bounce", "outcomes", "per_value", "valuable"]
 
 OPT_OUT_METRICS = ("unsubscribed", "spammed")  # one decision by the recipient to stop hearing from you
 CHURN_METRICS = OPT_OUT_METRICS  # plus hard bounces
@@ -43,13 +43,25 @@ def is_hard_bounce(object_type: pd.Series, metric: pd.Series, failure_message: p
     return pd.Series(hard, index=metric.index)
 
 
+def per_value(values: pd.Series, transform: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`transform(values)`, computed once per distinct value when they are all strings.
+
+    `transform` must work row by row and treat every missing value alike (None, NaN and pd.NA).
+    """
+    codes, distinct = pd.factorize(values)  # missing values get code -1
+    if values.dtype != object or not all(isinstance(v, str) for v in distinct):
+        return transform(values)
+    done = transform(pd.Series([*distinct, None], dtype=object)).to_numpy()  # the last one: missing
+    return pd.Series(done[codes], index=values.index, name=values.name)
+
+
 def valuable(events: pd.DataFrame, plans: Iterable[str]) -> pd.Series:
     """True for events of people on one of `plans` (plan names compared lower-case, trimmed)."""
     wanted = {str(p).strip().lower() for p in plans}
     if "plan" not in events:
         return pd.Series(False, index=events.index)
-    plan = events["plan"].astype("string").str.strip().str.lower()
-    return plan.isin(wanted).fillna(False).astype(bool)
+    return per_value(events["plan"], lambda plan: plan.astype("string").str.strip().str.lower()
+                     .isin(wanted).fillna(False).astype(bool))
 
 
 def _source(events: pd.DataFrame) -> pd.Series:

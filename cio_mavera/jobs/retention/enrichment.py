@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cio_mavera import datasets
@@ -28,6 +29,7 @@ from cio_mavera.connect import Connection
 from cio_mavera.customerio.app import AppClient
 from cio_mavera.files import atomic_path
 from cio_mavera.jobs.audiences import audience_clusters
+from cio_mavera.jobs.retention.cohorts import per_value
 from cio_mavera.pii import strip_pii
 
 __all__ = [
@@ -163,10 +165,14 @@ def _failure_message(payload: Any) -> str | None:
     return str(value) if value else None
 
 
-def normalise_plan(plans: pd.Series) -> pd.Series:
-    """Plan names lower-cased with whitespace trimmed and collapsed; missing stays missing."""
+def _normalise_plan(plans: pd.Series) -> pd.Series:
     text = plans.astype("string").str.strip().str.lower().str.replace(r"[\s_-]+", " ", regex=True)
     return text.where(text.notna() & (text != ""), None).astype(object)
+
+
+def normalise_plan(plans: pd.Series) -> pd.Series:
+    """Plan names lower-cased with whitespace trimmed and collapsed; missing stays missing."""
+    return per_value(plans, _normalise_plan)
 
 
 def enrich(events: pd.DataFrame, people: pd.DataFrame, clusters: pd.DataFrame,
@@ -174,8 +180,10 @@ def enrich(events: pd.DataFrame, people: pd.DataFrame, clusters: pd.DataFrame,
     """Events with person attributes, cluster and bounce reason attached, and without the payload."""
     out = events[[c for c in EVENT_COLUMNS if c in events.columns]].copy()
     if "payload" in events:
-        out["failure_message"] = [_failure_message(p) if m == "bounced" else None
-                                  for p, m in zip(events["payload"], events["metric"], strict=True)]
+        bounced = events["metric"].eq("bounced").to_numpy()
+        messages = np.full(len(events), None, dtype=object)
+        messages[bounced] = [_failure_message(p) for p in events["payload"].to_numpy()[bounced]]
+        out["failure_message"] = messages
     else:
         out["failure_message"] = events.get("failure_message", None)
     keep = [KEY, *[a for a in attributes if a in people.columns]]
@@ -187,8 +195,14 @@ def enrich(events: pd.DataFrame, people: pd.DataFrame, clusters: pd.DataFrame,
     for column in ("company_size", "seats"):
         if column in attrs:
             attrs[column] = pd.to_numeric(attrs[column], errors="coerce")
-    out = out.merge(attrs, on=KEY, how="left")
-    out = out.merge(clusters[[KEY, "cluster", "cluster_name"]].drop_duplicates(subset=[KEY]), on=KEY, how="left")
+    audiences = clusters[[KEY, "cluster", "cluster_name"]].drop_duplicates(subset=[KEY])
+    if {*attrs.columns, *audiences.columns} & set(out.columns) == {KEY}:  # join on the key alone, then attach
+        joined = out[[KEY]].merge(attrs, on=KEY, how="left").merge(audiences, on=KEY, how="left")
+        out = out.reset_index(drop=True)
+        for column in joined.columns:
+            out[column] = joined[column]
+    else:  # a name in both: the merges' suffixes
+        out = out.merge(attrs, on=KEY, how="left").merge(audiences, on=KEY, how="left")
     out["cluster"] = out["cluster"].astype("Int64")
     for column in attributes:
         if column not in out:

@@ -90,6 +90,32 @@ def deliveries(events: pd.DataFrame) -> pd.DataFrame:
     steps = events.loc[events["metric"].isin(("sent", "delivered", "bounced")) & events["delivery_id"].notna(), used]
     if steps.empty:
         return pd.DataFrame(columns=columns)
+    if steps["timestamp"].dtype != np.int64:
+        return _deliveries_of(steps, columns)
+    codes, _ = pd.factorize(steps["delivery_id"])
+    times = steps["timestamp"].to_numpy()
+    order = pd.Series(times).sort_values().index.to_numpy()  # the order sort_values("timestamp") gives
+    _, at = np.unique(codes[order], return_index=True)
+    rows = order[np.sort(at)]  # each delivery's first step, in that order
+    first = steps.iloc[rows].reset_index(drop=True)
+    out = pd.DataFrame({"delivery_id": first["delivery_id"], "source": _source(first),
+                        **{c: first[c] for c in ("campaign_id", "object_type", "cio_id", "cluster", "cluster_name",
+                                                 "plan")}}).rename(columns={"object_type": "channel"})
+    for metric, name in (("sent", "sent_at"), ("delivered", "delivered_at")):
+        of = (steps["metric"] == metric).to_numpy()
+        earliest = np.full(codes.max() + 1, np.iinfo(np.int64).max)
+        np.minimum.at(earliest, codes[of], times[of])
+        seen = np.zeros(len(earliest), bool)
+        seen[codes[of]] = True
+        value, known = earliest[codes[rows]], seen[codes[rows]]
+        out[name] = value if known.all() else np.where(known, value, np.nan)  # as a reindex would leave them
+    # A delivery seen only as `delivered` (its `sent` fell before the log) was sent about then.
+    out["sent_at"] = out["sent_at"].fillna(out["delivered_at"])
+    return out[columns]
+
+
+def _deliveries_of(steps: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`deliveries` by pandas' sort and group-by, for timestamps that are not int64 (missing ones too)."""
     first = steps.sort_values("timestamp").drop_duplicates("delivery_id")
     first = first.assign(source=_source(first))
     out = first.set_index("delivery_id")[["source", "campaign_id", "object_type", "cio_id", "cluster",

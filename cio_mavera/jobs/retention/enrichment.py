@@ -178,7 +178,7 @@ def normalise_plan(plans: pd.Series) -> pd.Series:
 def enrich(events: pd.DataFrame, people: pd.DataFrame, clusters: pd.DataFrame,
            attributes: Sequence[str] = ATTRIBUTES) -> pd.DataFrame:
     """Events with person attributes, cluster and bounce reason attached, and without the payload."""
-    out = events[[c for c in EVENT_COLUMNS if c in events.columns]].copy()
+    out = events.reindex(columns=[c for c in EVENT_COLUMNS if c in events.columns])  # a copy of those alone
     if "payload" in events:
         bounced = events["metric"].eq("bounced").to_numpy()
         messages = np.full(len(events), None, dtype=object)
@@ -198,7 +198,7 @@ def enrich(events: pd.DataFrame, people: pd.DataFrame, clusters: pd.DataFrame,
     audiences = clusters[[KEY, "cluster", "cluster_name"]].drop_duplicates(subset=[KEY])
     if {*attrs.columns, *audiences.columns} & set(out.columns) == {KEY}:  # join on the key alone, then attach
         joined = out[[KEY]].merge(attrs, on=KEY, how="left").merge(audiences, on=KEY, how="left")
-        out = out.reset_index(drop=True)
+        out.index = pd.RangeIndex(len(out))  # the merges' index
         for column in joined.columns:
             out[column] = joined[column]
     else:  # a name in both: the merges' suffixes

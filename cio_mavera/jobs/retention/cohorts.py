@@ -87,22 +87,23 @@ def deliveries(events: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     used = ["delivery_id", "timestamp", "metric", "object_type", "campaign_id", "cio_id", "cluster", "cluster_name",
             "plan", *(c for c, _ in _SOURCE_COLUMNS[1:] if c in events)]
-    steps = events.loc[events["metric"].isin(("sent", "delivered", "bounced")) & events["delivery_id"].notna(), used]
-    if steps.empty:
+    is_step = events["metric"].isin(("sent", "delivered", "bounced")) & events["delivery_id"].notna()
+    if not is_step.any():
         return pd.DataFrame(columns=columns)
-    if steps["timestamp"].dtype != np.int64:
-        return _deliveries_of(steps, columns)
-    codes, _ = pd.factorize(steps["delivery_id"])
-    times = steps["timestamp"].to_numpy()
+    if events["timestamp"].dtype != np.int64:
+        return _deliveries_of(events.loc[is_step, used], columns)
+    steps = np.flatnonzero(is_step.to_numpy())  # positions in events: only the rows and columns used are copied
+    codes, _ = pd.factorize(events["delivery_id"].to_numpy()[steps])
+    times = events["timestamp"].to_numpy()[steps]
     order = pd.Series(times).sort_values().index.to_numpy()  # the order sort_values("timestamp") gives
     _, at = np.unique(codes[order], return_index=True)
     rows = order[np.sort(at)]  # each delivery's first step, in that order
-    first = steps.iloc[rows].reset_index(drop=True)
+    first = events.iloc[steps[rows], [events.columns.get_loc(c) for c in used]].reset_index(drop=True)
     out = pd.DataFrame({"delivery_id": first["delivery_id"], "source": _source(first),
                         **{c: first[c] for c in ("campaign_id", "object_type", "cio_id", "cluster", "cluster_name",
                                                  "plan")}}).rename(columns={"object_type": "channel"})
     for metric, name in (("sent", "sent_at"), ("delivered", "delivered_at")):
-        of = (steps["metric"] == metric).to_numpy()
+        of = events["metric"].to_numpy()[steps] == metric
         earliest = np.full(codes.max() + 1, np.iinfo(np.int64).max)
         np.minimum.at(earliest, codes[of], times[of])
         seen = np.zeros(len(earliest), bool)

@@ -429,7 +429,9 @@ def find_triggers(events: pd.DataFrame, *, window_hours: float = 24, step_hours:
                   "floors": {"source_cv": baselines.SOURCE_CV_FLOOR, "audience_cv": baselines.AUDIENCE_CV_FLOOR,
                              "day_cv": baselines.DAY_CV_FLOOR}}
     used = [c for c in _USED_COLUMNS if c in events]  # the statistics read only these: copy nothing else
-    events = events.loc[events["timestamp"].notna(), used]  # a copy
+    dated = events["timestamp"].notna()
+    # Columns are replaced below, never written into: the caller's arrays can be shared.
+    events = events.loc[dated, used] if not dated.all() else pd.DataFrame({c: events[c] for c in used}, copy=False)
     for column in ("campaign_id", "cluster", "cluster_name", "plan", "delivery_id", "object_type"):
         if column not in events:
             events[column] = pd.Series(None, index=events.index, dtype=object)

@@ -175,6 +175,17 @@ def normalise_plan(plans: pd.Series) -> pd.Series:
     return per_value(plans, _normalise_plan)
 
 
+def _rows_of(keys: pd.Series, table: pd.DataFrame) -> np.ndarray | None:
+    """Each key's row in `table` (unique cio_ids); None unless every key is a string found there."""
+    if keys.dtype != object or table[KEY].dtype != object or keys.isna().any():
+        return None
+    index = pd.Index(table[KEY])
+    if not index.is_unique or index.hasnans:
+        return None
+    rows = index.get_indexer(keys)
+    return None if (rows < 0).any() or not all(isinstance(k, str) for k in index) else rows
+
+
 def enrich(events: pd.DataFrame, people: pd.DataFrame, clusters: pd.DataFrame,
            attributes: Sequence[str] = ATTRIBUTES) -> pd.DataFrame:
     """Events with person attributes, cluster and bounce reason attached, and without the payload."""
@@ -196,13 +207,20 @@ def enrich(events: pd.DataFrame, people: pd.DataFrame, clusters: pd.DataFrame,
         if column in attrs:
             attrs[column] = pd.to_numeric(attrs[column], errors="coerce")
     audiences = clusters[[KEY, "cluster", "cluster_name"]].drop_duplicates(subset=[KEY])
-    if {*attrs.columns, *audiences.columns} & set(out.columns) == {KEY}:  # join on the key alone, then attach
+    rows = [_rows_of(out[KEY], table) for table in (attrs, audiences)]
+    if {*attrs.columns, *audiences.columns} & set(out.columns) != {KEY}:  # a name in both: the merges' suffixes
+        out = out.merge(attrs, on=KEY, how="left").merge(audiences, on=KEY, how="left")
+    elif rows[0] is not None and rows[1] is not None:  # everyone known: what the merges give, by position
+        out.index = pd.RangeIndex(len(out))  # the merges' index
+        for table, at in zip((attrs, audiences), rows, strict=True):
+            taken = table.drop(columns=KEY).iloc[at].set_axis(out.index)
+            for column in taken.columns:
+                out[column] = taken[column]
+    else:  # join on the key alone, then attach
         joined = out[[KEY]].merge(attrs, on=KEY, how="left").merge(audiences, on=KEY, how="left")
         out.index = pd.RangeIndex(len(out))  # the merges' index
         for column in joined.columns:
             out[column] = joined[column]
-    else:  # a name in both: the merges' suffixes
-        out = out.merge(attrs, on=KEY, how="left").merge(audiences, on=KEY, how="left")
     out["cluster"] = out["cluster"].astype("Int64")
     for column in attributes:
         if column not in out:

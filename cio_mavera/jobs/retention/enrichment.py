@@ -180,10 +180,10 @@ def _rows_of(keys: pd.Series, table: pd.DataFrame) -> np.ndarray | None:
     if keys.dtype != object or table[KEY].dtype != object or keys.isna().any():
         return None
     index = pd.Index(table[KEY])
-    if not index.is_unique or index.hasnans:
+    if index.inferred_type != "string" or not index.is_unique:  # strings only, none missing
         return None
     rows = index.get_indexer(keys)
-    return None if (rows < 0).any() or not all(isinstance(k, str) for k in index) else rows
+    return None if (rows < 0).any() else rows
 
 
 def enrich(events: pd.DataFrame, people: pd.DataFrame, clusters: pd.DataFrame,
@@ -207,7 +207,10 @@ def enrich(events: pd.DataFrame, people: pd.DataFrame, clusters: pd.DataFrame,
         if column in attrs:
             attrs[column] = pd.to_numeric(attrs[column], errors="coerce")
     audiences = clusters[[KEY, "cluster", "cluster_name"]].drop_duplicates(subset=[KEY])
-    rows = [_rows_of(out[KEY], table) for table in (attrs, audiences)]
+    rows = [_rows_of(out[KEY], attrs)]
+    same_people = (len(attrs) == len(audiences) and attrs[KEY].dtype == audiences[KEY].dtype
+                   and bool(np.all(attrs[KEY].to_numpy() == audiences[KEY].to_numpy())))
+    rows.append(rows[0] if same_people else _rows_of(out[KEY], audiences))  # clusters usually list the same people
     if {*attrs.columns, *audiences.columns} & set(out.columns) != {KEY}:  # a name in both: the merges' suffixes
         out = out.merge(attrs, on=KEY, how="left").merge(audiences, on=KEY, how="left")
     elif rows[0] is not None and rows[1] is not None:  # everyone known: what the merges give, by position

@@ -81,11 +81,9 @@ class Family:
         self.channel = np.array([s[1] for s in self.strata])
         self.weights = self.exposure["weight"].to_numpy(float)
         self._rows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-        ex_stratum = self.exposure["stratum"].map(self.index).to_numpy()
-        hit_stratum = self.hits["stratum"].map(self.index).to_numpy()
+        ex_stratum, hit_stratum = self.stratum_of(self.exposure), self.stratum_of(self.hits)
         position = {g: i for i, g in enumerate(self.groups)}
-        ex_group = self.exposure["group"].map(position).fillna(-1).to_numpy(int)
-        hit_group = self.hits["group"].map(position).fillna(-1).to_numpy(int)
+        ex_group, hit_group = (_positions(frame["group"], position) for frame in (self.exposure, self.hits))
         ex_time, hit_time = self.exposure["time"].to_numpy(), self.hits["time"].to_numpy()
         counted = self.exposure["counted"].to_numpy(bool)
         for s in range(len(self.strata)):
@@ -95,6 +93,13 @@ class Family:
                 hit = (hit_stratum == s) & ((hit_group == g) | (g == self.everyone))
                 self._rows[(s, g)] = (rows, ex_time[rows], np.concatenate([[0], np.cumsum(counted[rows])]),
                                       np.sort(hit_time[hit]))
+
+    def stratum_of(self, frame: pd.DataFrame) -> np.ndarray:
+        """The index of each row's stratum (of the exposure or the hits)."""
+        codes, distinct = pd.factorize(frame["stratum"])
+        if (codes < 0).any() or any(s not in self.index for s in distinct):
+            return frame["stratum"].map(self.index).to_numpy()
+        return np.array([self.index[s] for s in distinct], dtype=np.int64)[codes]
 
     @property
     def everyone(self) -> int:
@@ -119,6 +124,12 @@ class Family:
         for (s, g), (rows, _times, _counted, hit_times) in self._rows.items():
             k[s, g], x[s, g] = len(hit_times), float(self.weights[rows].sum())
         return k, x
+
+
+def _positions(values: pd.Series, table: dict) -> np.ndarray:
+    """table[value] per row, -1 for missing values and values not in it; looked up once per distinct value."""
+    codes, distinct = pd.factorize(values)
+    return np.array([*(table.get(v, -1) for v in distinct), -1], dtype=np.int64)[codes]
 
 
 def _stratum(frame: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
@@ -239,7 +250,7 @@ def set_aside_rows(family: Family, spans: dict[int, tuple[int, int]], frame: pd.
     """Which rows of `frame` (exposure or hits) fall in their stratum's set-aside span."""
     if not len(frame):
         return np.zeros(0, bool)
-    stratum = frame["stratum"].map(family.index).to_numpy()
+    stratum = family.stratum_of(frame)
     lo, hi = np.full(len(family.strata), -1), np.full(len(family.strata), -1)
     for s, (start, end) in spans.items():
         lo[s], hi[s] = start, end

@@ -144,7 +144,10 @@ def outcomes(events: pd.DataFrame, delivered: pd.DataFrame, metrics: Iterable[st
     hits["source"] = _source(hits)
     at = pd.Series(np.nan, index=hits.index)
     if len(delivered) and "delivery_id" in hits:
-        by_id = delivered.set_index("delivery_id")
+        ids = delivered["delivery_id"]
+        # Only the outcomes' deliveries are looked up: the rest are not indexed (unless ids repeat, which map refuses).
+        needed = ids.isin(hits["delivery_id"]) | ids.isna()
+        by_id = (delivered[needed] if ids.is_unique else delivered).set_index("delivery_id")
         use_sent = hits["metric"].eq("bounced")
         at = hits["delivery_id"].map(by_id["delivered_at"]).where(~use_sent,
                                                                  hits["delivery_id"].map(by_id["sent_at"]))

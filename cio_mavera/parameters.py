@@ -189,6 +189,16 @@ class ParameterSpec:
             cross(merged)
         return checked
 
+    def values_in(self, namespace: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters as they stand in `namespace` (a notebook's `globals()`), checked.
+
+        Read again before results are written, so a parameter changed and re-run in JupyterLab is
+        the one results.json and the report show.
+        """
+        values = {p.name: namespace[p.name] for p in self.parameters if p.name in namespace}
+        self.check(values)
+        return values
+
     def help_text(self) -> str:
         """One line per parameter: name, default, what it takes and what it means."""
         return "\n".join(f"  {p.name} = {json.dumps(p.default)}  ({p.describe()}) — {p.help}"

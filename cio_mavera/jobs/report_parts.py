@@ -14,7 +14,8 @@ text argument is escaped, so names and copy from Customer.io or Mavera stay text
   decisions)` for the 3-5 numbers that matter with their uncertainty, `notice(text)` for a
   warning the reader must see, `glossary("Wilson interval", "adjusted p", ...)` (terms in
   `GLOSSARY`).
-- `figure_png(figure)`, `parameters_table(parameters)`, `age_text(when)` as before.
+- `figure_png(figure)`, `age_text(when)` as before; `parameters_table(values, spec)`: the
+  parameters every report ends with, as plain values (`plain_value`) with what each one means.
 
 Tables displayed as plain DataFrames get the same alignment, scroll box and CSV link when the report
 is rendered (`cio_mavera.report_page`); `table()` adds what rendering cannot guess: flagged rows,
@@ -39,6 +40,7 @@ from matplotlib.figure import Figure
 from pandas.io.formats.style import Styler
 
 from cio_mavera.markup import html_text
+from cio_mavera.parameters import ParameterSpec
 
 FLAGGED_ROW_CLASS = "cio-flagged"
 NUMERIC_CELL_CLASS = "cio-num"
@@ -413,12 +415,6 @@ def figure_png(figure: Figure, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def parameters_table(parameters: Mapping[str, Any]) -> pd.DataFrame:
-    """The run's parameters as a two-column table (the parameters cell itself is hidden in reports)."""
-    return pd.DataFrame({"Parameter": list(parameters),
-                         "Value": [repr(v) for v in parameters.values()]}).set_index("Parameter")
-
-
 def age_text(when: pd.Timestamp) -> str:
     """How long ago `when` was, in the largest sensible unit ("45 s", "12 min", "3.5 h", "4 days")."""
     seconds = max(0.0, (pd.Timestamp(dt.datetime.now(dt.UTC)) - when).total_seconds())
@@ -429,3 +425,30 @@ def age_text(when: pd.Timestamp) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.0f} days"
+
+
+def plain_value(value: Any) -> str:
+    """A parameter value as a reader writes it: text unquoted, lists joined, yes/no, "not set"."""
+    if value is None:
+        return "not set"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        # Items are ids or names: no thousands separators.
+        return ", ".join(str(v) for v in value) if value else "none"
+    if isinstance(value, int | float):
+        return format_count(value) if float(value).is_integer() else f"{value:,}"
+    return str(value)
+
+
+def parameters_frame(values: Mapping[str, Any], spec: ParameterSpec) -> pd.DataFrame:
+    """A run's parameters: plain values and what each one means."""
+    meaning = {p.name: p.help for p in spec.parameters}
+    return pd.DataFrame({"Parameter": list(values),
+                         "Value": [plain_value(v) for v in values.values()],
+                         "What it means": [meaning.get(n, "") for n in values]})
+
+
+def parameters_table(values: Mapping[str, Any], spec: ParameterSpec) -> ReportHtml:
+    """The parameters table every report ends with."""
+    return table(parameters_frame(values, spec), csv_name="parameters")

@@ -70,12 +70,8 @@ def save_assignments(conn: Connection, result: ClusterResult, cluster_names: Map
 
 
 def parameters_in(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The job's parameters as they stand in `namespace` (a notebook's `globals()`), checked: read
-    again before results are written, so a parameter changed and re-run in JupyterLab is the one
-    results.json and the report show."""
-    values = {p.name: namespace[p.name] for p in PARAMETERS.parameters if p.name in namespace}
-    PARAMETERS.check(values)
-    return values
+    """The job's parameters as they stand in a notebook's `globals()`, checked (`ParameterSpec.values_in`)."""
+    return PARAMETERS.values_in(namespace)
 
 
 def persona_results(run: RunContext, *, customers: pd.DataFrame, typed: pd.DataFrame, schema: Schema,

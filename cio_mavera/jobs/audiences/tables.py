@@ -6,7 +6,7 @@ the tables hold them as plain values, and `report_parts.table` shows them as tex
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -158,19 +158,5 @@ def persona_plan(plan: pd.DataFrame) -> rp.ReportHtml:
 
 
 def parameters(values: Mapping[str, Any]) -> rp.ReportHtml:
-    """The run's parameters as plain values (as `cio-mavera run -p` takes them) with what each does."""
-    described = {p.name: p.help for p in PARAMETERS.parameters}
-    frame = pd.DataFrame({"Parameter": list(values), "Value": [plain_value(v) for v in values.values()],
-                          "What it does": [described.get(n, "") for n in values]})
-    return rp.table(frame, csv_name="parameters")
-
-
-def plain_value(value: Any) -> str:
-    """A parameter value as typed on the command line: true/false, null, 21, b2b, a, b."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return ", ".join(plain_value(v) for v in value) or "(none)"
-    return str(value)
+    """The run's parameters as plain values with what each one means."""
+    return rp.parameters_table(values, PARAMETERS)

@@ -203,28 +203,11 @@ def ab_tests(plan: pd.DataFrame) -> rp.ReportHtml:
 # ---- parameters ------------------------------------------------------------------------------
 
 
-def plain_value(value: Any) -> str:
-    """A parameter value as a reader writes it: text unquoted, lists joined, yes/no, "not set"."""
-    if value is None:
-        return "not set"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | tuple):
-        # Items are ids or names: no thousands separators.
-        return ", ".join(str(v) for v in value) if value else "none"
-    if isinstance(value, int | float):
-        return rp.format_count(value) if float(value).is_integer() else f"{value:,}"
-    return str(value)
-
-
 def parameters_frame(parameters: Mapping[str, Any]) -> pd.DataFrame:
     """The run's parameters: plain values and what each one means."""
-    meaning = {p.name: p.help for p in PARAMETERS.parameters}
-    return pd.DataFrame({"Parameter": list(parameters),
-                         "Value": [plain_value(v) for v in parameters.values()],
-                         "What it means": [meaning.get(n, "") for n in parameters]})
+    return rp.parameters_frame(parameters, PARAMETERS)
 
 
 def parameters(parameters: Mapping[str, Any]) -> rp.ReportHtml:
     """The parameters table."""
-    return rp.table(parameters_frame(parameters), csv_name="parameters")
+    return rp.parameters_table(parameters, PARAMETERS)

@@ -24,14 +24,8 @@ OPT_OUTS = ("unsubscribed", "spammed")
 
 
 def parameters_in(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The job's parameters as they stand in `namespace` (a notebook's `globals()`), checked.
-
-    Read again before results are written, so a parameter changed and re-run in JupyterLab is the
-    one results.json and the report show.
-    """
-    values = {p.name: namespace[p.name] for p in PARAMETERS.parameters if p.name in namespace}
-    PARAMETERS.check(values)
-    return values
+    """The job's parameters as they stand in a notebook's `globals()`, checked (`ParameterSpec.values_in`)."""
+    return PARAMETERS.values_in(namespace)
 
 
 def dead_letters(conn: Connection) -> dict[str, Any]:

@@ -231,27 +231,11 @@ def dead_letters(summary: Mapping[str, Any] | None) -> rp.ReportHtml:
     return rp.ReportHtml("") if frame.empty else rp.table(frame, csv_name="dead-letters")
 
 
-def plain_value(value: Any) -> str:
-    """A parameter value as a reader writes it: 0.05, yes/no, a comma list, a dash for nothing."""
-    if value is None or value == []:
-        return rp.BLANK
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return ", ".join(plain_value(v) for v in value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
 def parameters_frame(parameters: Mapping[str, Any]) -> pd.DataFrame:
     """The run's parameters: plain values and what each one means."""
-    meaning = {p.name: p.help for p in PARAMETERS.parameters}
-    return pd.DataFrame({"Parameter": list(parameters),
-                         "Value": [plain_value(v) for v in parameters.values()],
-                         "What it means": [meaning.get(n, "") for n in parameters]})
+    return rp.parameters_frame(parameters, PARAMETERS)
 
 
 def parameters(parameters: Mapping[str, Any]) -> rp.ReportHtml:
     """The parameters table."""
-    return rp.table(parameters_frame(parameters), csv_name="parameters")
+    return rp.parameters_table(parameters, PARAMETERS)

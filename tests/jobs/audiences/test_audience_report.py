@@ -132,8 +132,8 @@ def test_tables_escape_names_flag_small_clusters_and_show_parameters_plainly():
     shown = tables.parameters({"segment_id": None, "create_personas": True, "audience": "b2b",
                                "k_max": 8})
     cells = [td.get_text() for td in BeautifulSoup(shown, "html.parser").find_all("td")]
-    assert cells[:3] == ["segment_id", "null", "a Customer.io segment id, or null for everyone"]
-    assert "true" in cells and "b2b" in cells and "None" not in cells and "'b2b'" not in cells
+    assert cells[:3] == ["segment_id", "not set", "a Customer.io segment id, or null for everyone"]
+    assert "yes" in cells and "b2b" in cells and "None" not in cells and "'b2b'" not in cells
 
 
 def test_charts_show_hostile_names_without_mathtext_or_markup():

@@ -79,6 +79,26 @@ class _Loads(HTMLParser):
                 self.urls.append((where, url))
 
 
+def kernel_execute(client: Any, code: str, timeout: float = 600) -> list[dict]:
+    """Run `code` in a kept kernel as Shift+Enter on a cell would; its outputs (fails on an error)."""
+    outputs: list[dict] = []
+
+    def keep(message: dict) -> None:
+        if message["msg_type"] in ("stream", "display_data", "execute_result", "error"):
+            outputs.append({"type": message["msg_type"], **message["content"]})
+
+    reply = client.execute_interactive(code, timeout=timeout, output_hook=keep, allow_stdin=False)
+    errors = [f"{o['ename']}: {o['evalue']}" for o in outputs if o["type"] == "error"]
+    assert reply["content"]["status"] == "ok", f"{code.splitlines()[0]!r} failed: {errors}"
+    return outputs
+
+
+def kernel_value(client: Any, expression: str) -> Any:
+    """The JSON value of `expression` in the kernel."""
+    out = kernel_execute(client, f"import json as _j; print(_j.dumps({expression}))")
+    return json.loads("".join(o["text"] for o in out if o["type"] == "stream" and o["name"] == "stdout"))
+
+
 def external_loads(page: str) -> list[tuple[str, str]]:
     """Every (where, url) of `page` that loads from outside the file: anything but data: or #."""
     parser = _Loads()

@@ -20,6 +20,8 @@ from notebook_checks import (
     HeadlessChromium,
     assert_code_free_offline_report,
     chromium_binary,
+    kernel_execute,
+    kernel_value,
     run_nbval,
 )
 
@@ -252,26 +254,6 @@ def test_default_report_reads_at_1280_px_in_a_browser(default_run, tmp_path):
 # ---- JupyterLab: one kernel, a changed parameter, re-run from its step --------------------------
 
 
-def _execute(client, code: str) -> list[dict]:
-    """Run `code` in the kernel as a notebook cell would; its outputs (fails on an error)."""
-    outputs: list[dict] = []
-
-    def keep(message: dict) -> None:
-        if message["msg_type"] in ("stream", "display_data", "execute_result", "error"):
-            outputs.append({"type": message["msg_type"], **message["content"]})
-
-    reply = client.execute_interactive(code, timeout=300, output_hook=keep, allow_stdin=False)
-    errors = [f"{o['ename']}: {o['evalue']}" for o in outputs if o["type"] == "error"]
-    assert reply["content"]["status"] == "ok", f"{code.splitlines()[0]!r} failed: {errors}"
-    return outputs
-
-
-def _value(client, expression: str):
-    """The JSON value of `expression` in the kernel."""
-    out = _execute(client, f"import json as _json; print(_json.dumps({expression}))")
-    return json.loads("".join(o["text"] for o in out if o["type"] == "stream" and o["name"] == "stdout"))
-
-
 def test_jupyterlab_rerun_after_changing_a_parameter_needs_no_restart(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -280,20 +262,20 @@ def test_jupyterlab_rerun_after_changing_a_parameter_needs_no_restart(tmp_path):
                 "CIO_MAVERA_DATA_DIR": str(tmp_path / "data")})
     manager, client = start_new_kernel(kernel_name="python3", cwd=str(PROJECT_ROOT), env=env)
     try:
-        outputs = [_execute(client, cell.source) for cell in code]  # top to bottom, once
+        outputs = [kernel_execute(client, cell.source) for cell in code]  # top to bottom, once
         pull = next(i for i, c in enumerate(code) if c.source.startswith("# Pull campaign metrics"))
         bars = "".join(o.get("text", "") for o in outputs[pull] if o["type"] == "stream")
         assert "Campaign metrics" in bars  # a tqdm bar while the metrics were pulled
-        before = _value(client, "{'client': id(run.mavera), 'messages': len(findings.messages), "
+        before = kernel_value(client, "{'client': id(run.mavera), 'messages': len(findings.messages), "
                                 "'spent': run.credits_spent()}")
         assert before["messages"] == 3
         # Change one analysis parameter in the parameters cell, run it, then re-run from its step.
         parameters = code[0].source.replace("max_underperformers = 3", "max_underperformers = 1")
         assert parameters != code[0].source
-        _execute(client, parameters)
+        kernel_execute(client, parameters)
         start = next(i for i, c in enumerate(code) if c.source.startswith("# Find underperformers"))
-        rerun = [_execute(client, cell.source) for cell in code[start:]]
-        after = _value(client, "{'client': id(run.mavera), 'messages': len(findings.messages), "
+        rerun = [kernel_execute(client, cell.source) for cell in code[start:]]
+        after = kernel_value(client, "{'client': id(run.mavera), 'messages': len(findings.messages), "
                                "'rewritten': results['messages_rewritten'], "
                                "'parameter': results['parameters']['max_underperformers'], "
                                "'ranked': sorted(set(ranked['action_id'].astype(int).tolist())), "

@@ -16,7 +16,13 @@ import pytest
 from bs4 import BeautifulSoup
 from conftest import END, PINNED_END
 from jupyter_client.manager import start_new_kernel
-from notebook_checks import HeadlessChromium, chromium_binary, run_nbval
+from notebook_checks import (
+    HeadlessChromium,
+    chromium_binary,
+    kernel_execute,
+    kernel_value,
+    run_nbval,
+)
 from sklearn.metrics import adjusted_rand_score
 
 from cio_mavera.jobs.audiences import audience_clusters
@@ -208,26 +214,6 @@ def test_notebook_executes_under_nbval(tmp_path):
 # ---- JupyterLab: one kernel, a changed parameter, re-run from its step ----------------------------
 
 
-def _execute(client, code: str) -> list[dict]:
-    """Run `code` in the kept kernel as Shift+Enter on a cell would; its outputs (fails on an error)."""
-    outputs: list[dict] = []
-
-    def keep(message: dict) -> None:
-        if message["msg_type"] in ("stream", "display_data", "execute_result", "error"):
-            outputs.append({"type": message["msg_type"], **message["content"]})
-
-    reply = client.execute_interactive(code, timeout=600, output_hook=keep, allow_stdin=False)
-    errors = [f"{o['ename']}: {o['evalue']}" for o in outputs if o["type"] == "error"]
-    assert reply["content"]["status"] == "ok", f"{code.splitlines()[0]!r} failed: {errors}"
-    return outputs
-
-
-def _value(client, expression: str):
-    """The JSON value of `expression` in the kernel."""
-    out = _execute(client, f"import json as _j; print(_j.dumps({expression}))")
-    return json.loads("".join(o["text"] for o in out if o["type"] == "stream" and o["name"] == "stdout"))
-
-
 def test_jupyterlab_rerun_after_changing_a_parameter_needs_no_restart(tmp_path):
     code = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
     env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}  # bars on, as in JupyterLab
@@ -238,15 +224,15 @@ def test_jupyterlab_rerun_after_changing_a_parameter_needs_no_restart(tmp_path):
     code[0] = code[0].replace("max_credits = 2000", "max_credits = 6000")
     manager, client = start_new_kernel(kernel_name="python3", cwd=str(PROJECT_ROOT), env=env)
     try:
-        outputs = [_execute(client, source) for source in code]  # top to bottom, once
+        outputs = [kernel_execute(client, source) for source in code]  # top to bottom, once
         pull = next(i for i, c in enumerate(code) if c.startswith("# Pull customer attributes"))
         assert "Customers" in "".join(o.get("text", "") for o in outputs[pull] if o["type"] == "stream")
-        before = _value(client, "{'client': id(run.mavera), 'k': result.k, 'spent': run.credits_spent()}")
+        before = kernel_value(client, "{'client': id(run.mavera), 'k': result.k, 'spent': run.credits_spent()}")
         # Change one analysis parameter in the parameters cell, run it, re-run from its step down.
-        _execute(client, code[0].replace("k_max = 8", "k_max = 3"))
+        kernel_execute(client, code[0].replace("k_max = 8", "k_max = 3"))
         start = next(i for i, c in enumerate(code) if c.startswith("# Choose the number of clusters"))
-        rerun = [o for source in code[start:] for o in _execute(client, source)]
-        after = _value(client, "{'client': id(run.mavera), 'k': result.k, "
+        rerun = [o for source in code[start:] for o in kernel_execute(client, source)]
+        after = kernel_value(client, "{'client': id(run.mavera), 'k': result.k, "
                                "'k_max': results['parameters']['k_max'], 'report_k': results['k'], "
                                "'names': sorted(names.values()), 'cards': len(results['clusters']), "
                                "'spent': run.credits_spent()}")

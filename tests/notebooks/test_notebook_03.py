@@ -24,6 +24,8 @@ from notebook_checks import (
     HeadlessChromium,
     assert_code_free_offline_report,
     chromium_binary,
+    kernel_execute,
+    kernel_value,
     run_nbval,
 )
 
@@ -192,26 +194,6 @@ def test_nbval_lax_executes_the_template_in_sandbox_mode(tmp_path):
 # ---- JupyterLab: one kernel, a changed parameter, re-run from its step ----------------------------
 
 
-def _execute(client, code: str) -> list[dict]:
-    """Run `code` in the kept kernel as Shift+Enter on a cell would; its outputs (fails on an error)."""
-    outputs: list[dict] = []
-
-    def keep(message: dict) -> None:
-        if message["msg_type"] in ("stream", "display_data", "execute_result", "error"):
-            outputs.append({"type": message["msg_type"], **message["content"]})
-
-    reply = client.execute_interactive(code, timeout=600, output_hook=keep, allow_stdin=False)
-    errors = [f"{o['ename']}: {o['evalue']}" for o in outputs if o["type"] == "error"]
-    assert reply["content"]["status"] == "ok", f"{code.splitlines()[0]!r} failed: {errors}"
-    return outputs
-
-
-def _value(client, expression: str):
-    """The JSON value of `expression` in the kernel."""
-    out = _execute(client, f"import json as _j; print(_j.dumps({expression}))")
-    return json.loads("".join(o["text"] for o in out if o["type"] == "stream" and o["name"] == "stdout"))
-
-
 def test_jupyterlab_rerun_after_changing_the_window_needs_no_restart(tmp_path):
     code = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
     env = {**os.environ, "CIO_MAVERA_MODE": "sandbox", "CIO_MAVERA_DATA_DIR": str(tmp_path / "data"),
@@ -219,14 +201,14 @@ def test_jupyterlab_rerun_after_changing_the_window_needs_no_restart(tmp_path):
     manager, client = start_new_kernel(kernel_name="python3", cwd=str(PROJECT_ROOT), env=env)
     try:
         for source in code:  # top to bottom, once
-            _execute(client, source)
-        before = _value(client, "{'client': id(run.mavera), 'keys': [t.key for t in found.triggers], "
+            kernel_execute(client, source)
+        before = kernel_value(client, "{'client': id(run.mavera), 'keys': [t.key for t in found.triggers], "
                                 "'spent': run.credits_spent()}")
         # Change one analysis parameter in the parameters cell, run it, re-run from its step down.
-        _execute(client, code[0].replace("window_hours = 24", "window_hours = 48"))
+        kernel_execute(client, code[0].replace("window_hours = 24", "window_hours = 48"))
         start = next(i for i, c in enumerate(code) if c.startswith("# Find spikes"))
-        rerun = [o for source in code[start:] for o in _execute(client, source)]
-        after = _value(client, "{'client': id(run.mavera), 'keys': [t.key for t in found.triggers], "
+        rerun = [o for source in code[start:] for o in kernel_execute(client, source)]
+        after = kernel_value(client, "{'client': id(run.mavera), 'keys': [t.key for t in found.triggers], "
                                "'tested': results['tests']['window_hours'], "
                                "'written': results['parameters']['window_hours'], "
                                "'statuses': {b.key: b.status for b in briefs}, 'spent': run.credits_spent()}")

@@ -78,3 +78,10 @@ def test_run_help_lists_each_parameter_with_default_and_allowed_values(capsys):
     assert 'validation = "responses"  (one of responses, focus_group)' in text
     assert "days = 30  (a whole number between 1 and 3,650)" in text
     assert "campaign_ids = []  (a list of whole numbers)" in text
+
+
+def test_the_command_line_prints_only_the_error_for_a_bad_value(tmp_path, capsys):
+    assert cli.main(["run", "campaign-messaging", "-p", "days", "abc", "--out", str(tmp_path / "out")]) != 0
+    printed = capsys.readouterr()
+    assert "running" not in printed.out and "days must be a whole number; got 'abc'" in printed.err
+    assert not (tmp_path / "out").exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..headlines import headline
 from ..parameters import parse_cli_value
-from ..reports import JOBS, RunFailed, run_job
+from ..reports import JOBS, RunFailed, check_parameters, get_job, run_job
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     parameters = {name: parse_cli_value(value) for name, value in args.parameter}
+    check_parameters(get_job(args.job), parameters)  # a bad value is the only line printed
     print(f"running {args.job} ...", flush=True)
     started = time.monotonic()
     try:

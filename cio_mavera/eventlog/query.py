@@ -19,10 +19,10 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import duckdb
 import pandas as pd
@@ -38,6 +38,7 @@ __all__ = ["AGGREGATES_DIR", "HourlyCounts", "UpdateResult", "duckdb_connection"
 AGGREGATES_DIR = "_aggregates"
 DEFAULT_MEMORY_LIMIT = "1GB"
 _ATTEMPTS = 3
+T = TypeVar("T")
 _HOURLY_SCHEMA = pa.schema([("day", pa.string()), ("hour", pa.int64()), ("source", pa.string()),
                             ("channel", pa.string()), ("metric", pa.string()), ("events", pa.int64())])
 
@@ -116,15 +117,21 @@ def read_events(event_log_dir: str | Path, *, since: float | None = None, until:
     owned = con is None
     con = con or duckdb_connection()
     try:
-        for _ in range(_ATTEMPTS - 1):
-            try:
-                return _read_events(con, root, since, until, payload)
-            except duckdb.IOException:  # a compaction removed a listed part meanwhile: list again
-                continue
-        return _read_events(con, root, since, until, payload)
+        return _listing_again(lambda: _read_events(con, root, since, until, payload))
     finally:
         if owned:
             con.close()
+
+
+def _listing_again(read: Callable[[], T]) -> T:
+    """`read()`, which lists the log's parts and reads them; when a compaction removed a part it had
+    listed (DuckDB raises IOException), list and read again, at most `_ATTEMPTS` times in all."""
+    for _ in range(_ATTEMPTS - 1):
+        try:
+            return read()
+        except duckdb.IOException:
+            continue
+    return read()
 
 
 def _read_events(con: duckdb.DuckDBPyConnection, root: Path, since: float | None, until: float | None,
@@ -232,16 +239,13 @@ class HourlyCounts:
         return UpdateResult(chosen, len(all_days), rows, round(time.perf_counter() - started, 3))
 
     def _aggregate(self, con: duckdb.DuckDBPyConnection, day: str) -> pa.Table | None:
-        for attempt in range(_ATTEMPTS):
+        def read() -> pa.Table | None:
             source = _deduplicated(self.root, [day])
             if source is None:
                 return None
-            try:
-                return arrow_table(con.sql(_HOURLY_SQL.format(source=source))).cast(_HOURLY_SCHEMA)
-            except duckdb.IOException:  # a compaction removed a listed part meanwhile: list again
-                if attempt == _ATTEMPTS - 1:
-                    raise
-        return None  # not reached: the last attempt returns or raises
+            return arrow_table(con.sql(_HOURLY_SQL.format(source=source))).cast(_HOURLY_SCHEMA)
+
+        return _listing_again(read)
 
     def frame(self, *, since: float | None = None, until: float | None = None) -> pd.DataFrame:
         """The stored hourly counts (optionally for hours in [since, until)) as a DataFrame."""
